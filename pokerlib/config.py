@@ -1,0 +1,95 @@
+"""Every parameter of a run in one typed, validated dataclass (cleanRL style), checked before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, fields
+from typing import Any
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": ("uniform", "balanced"),
+    "decoding": ("constrained", "positional", "free"),
+    "reward": ("strict", "buggy"),
+    "kl_mode": ("reward", "loss"),
+    "scale_rewards": ("group", "none"),
+    "logprob_space": ("full", "constrained"),
+    "batch_sampling": ("random", "stratified"),
+    "dtype": ("float32", "bfloat16"),
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Defaults are the original experiment's v2 settings (SPEC section 6)."""
+
+    model: str = "bundled"  # bundled | tiny | a hub id | a local folder
+    seed: int = 0
+    dataset: str = "balanced"
+    n_per_class_train: int = 300
+    n_per_class_eval: int = 50
+    num_steps: int = 100
+    batch_size: int = 4  # B prompts per step
+    num_generations: int = 4  # G completions per prompt
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    batch_sampling: str = "random"  # random | stratified (one class per prompt, cycling)
+    decoding: str = "constrained"
+    max_new_tokens: int = 8  # free and positional decoding
+    reward: str = "strict"
+    class_weights: bool = True
+    beta: float = 0.0  # KL coefficient; 0 = off
+    kl_mode: str = "reward"
+    scale_rewards: str = "group"
+    logprob_space: str = "full"
+    epsilon: float = 0.2  # ratio clipping, active when num_iterations > 1
+    num_iterations: int = 1
+    entropy_coef: float = 0.0
+    dtype: str = "float32"
+    device: str = "auto"
+    eval_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        for name, options in CHOICES.items():
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {', '.join(options)}; got {getattr(self, name)!r}")
+        positive = ("num_steps", "batch_size", "num_generations", "max_new_tokens", "num_iterations",
+                    "eval_batch_size", "n_per_class_eval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("n_per_class_train", "seed", "beta", "entropy_coef", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+        for name in ("learning_rate", "max_grad_norm", "epsilon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        if self.num_generations < 2 and self.scale_rewards == "group":
+            raise ValueError("num_generations must be >= 2 for group-relative advantages")
+        if self.batch_sampling == "stratified" and self.dataset != "balanced":
+            raise ValueError("batch_sampling 'stratified' needs dataset 'balanced'")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Build from a params file or `--set` overrides; unknown keys fail with the closest match."""
+        valid = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown parameter {key!r}.{hint} Valid parameters: {', '.join(valid)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[annotation]
+    if isinstance(value, bool) and annotation != "bool":
+        raise TypeError(f"{name} must be {annotation}; got bool {value!r}")
+    if not isinstance(value, expected):
+        raise TypeError(f"{name} must be {annotation}; got {type(value).__name__} {value!r}")

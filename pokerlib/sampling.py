@@ -1,0 +1,160 @@
+"""Rollouts: G completions per prompt, by exact enumeration of the label space or through `generate`.
+
+`constrained` decoding has only 2 x 8 possible completions, so its distribution is computed exactly
+from the prompt pass and the group is sampled from it: the same distribution as token-by-token
+trie sampling, at a cost that does not grow with G. `positional` and `free` go through `generate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .labels import LabelSpace
+from .scoring import PromptBatch, PromptPass, completion_logits, token_entropy, token_logprobs
+
+
+@dataclass
+class Rollout:
+    rows: torch.Tensor  # (N,) prompt row of each completion, grouped: G consecutive rows per prompt
+    tokens: torch.Tensor  # (N, T) completion tokens, end-of-sequence included, then padding
+    mask: torch.Tensor  # (N, T) bool: completion tokens up to and including the first eos
+    texts: list[str]
+    allowed_ids: torch.Tensor | None = None  # (N, T, K): the decoding rule's choices at each position
+    allowed_valid: torch.Tensor | None = None
+    seq_index: torch.Tensor | None = None  # (N,) index into the label space (exact path only)
+
+
+def exact_label_logprobs(model, pp: PromptPass, space: LabelSpace) -> torch.Tensor:
+    """(B, S): log-probability of each label sequence under trie-constrained decoding, exactly."""
+    ids, valid = space.allowed_ids, space.allowed_valid
+    first = space.ids[:, 0]
+    logits = pp.last_logits
+    root_ids = ids[0, 0][valid[0, 0]]
+    logp = logits[:, first] - torch.logsumexp(logits[:, root_ids], dim=-1, keepdim=True)
+    if not space.branches_after_root:
+        return logp  # every later trie node has one child: probability 1
+    B, S = logp.shape
+    rows = torch.arange(B).repeat_interleave(S)
+    tokens, mask = space.ids.repeat(B, 1), space.mask.repeat(B, 1)
+    full = completion_logits(model, pp, rows, tokens, mask)
+    per_token = token_logprobs(full, tokens, ids.repeat(B, 1, 1), valid.repeat(B, 1, 1))
+    return per_token.masked_fill(~mask, 0.0).sum(-1).view(B, S)
+
+
+def sample_exact(label_logp: torch.Tensor, num_generations: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, G) label-sequence indices drawn from the exact constrained distribution."""
+    probs = label_logp.detach().float().exp()
+    return torch.multinomial(probs, num_generations, replacement=True, generator=generator)
+
+
+def exact_rollout(space: LabelSpace, seq_index: torch.Tensor, tokenizer) -> Rollout:
+    """The Rollout for sampled label sequences `seq_index` (B, G)."""
+    B, G = seq_index.shape
+    flat = seq_index.reshape(-1)
+    ids, valid = space.allowed_ids, space.allowed_valid
+    tokens = space.ids[flat]
+    texts = [tokenizer.decode(space.sequences[s][:-1]) for s in flat.tolist()]
+    return Rollout(
+        rows=torch.arange(B).repeat_interleave(G),
+        tokens=tokens,
+        mask=space.mask[flat],
+        texts=texts,
+        allowed_ids=ids[flat],
+        allowed_valid=valid[flat],
+        seq_index=flat,
+    )
+
+
+def completion_mask(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """True up to and including the first end-of-sequence; padding after it is False."""
+    is_eos = tokens == eos_id
+    before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return before == 0
+
+
+def allowed_for(space: LabelSpace, tokens: torch.Tensor, mask: torch.Tensor, mode: str):
+    """The decoding rule's allowed ids at each completion position: (N, T, K) and validity, or None."""
+    if mode == "free":
+        return None, None
+    rows = [[space.allowed(seq[:t], mode) for t in range(len(seq))] for seq in tokens.tolist()]
+    width = max(len(a) for r in rows for a in r)
+    ids = torch.zeros((*tokens.shape, width), dtype=torch.long)
+    valid = torch.zeros_like(ids, dtype=torch.bool)
+    for n, r in enumerate(rows):
+        for t, options in enumerate(r):
+            if mask[n, t]:
+                ids[n, t, : len(options)] = torch.tensor(options)
+                valid[n, t, : len(options)] = True
+            else:
+                valid[n, t, 0] = True  # padding: any single valid entry keeps logsumexp finite
+    return ids, valid
+
+
+@torch.no_grad()
+def generate_rollout(
+    model,
+    tokenizer,
+    batch: PromptBatch,
+    space: LabelSpace,
+    mode: str,
+    num_generations: int,
+    max_new_tokens: int,
+    do_sample: bool = True,
+) -> Rollout:
+    """G completions per prompt through `generate` with the trie, positional or no constraint."""
+    width = batch.ids.shape[1]
+
+    def allowed(_: int, ids: torch.Tensor) -> list[int]:
+        return space.allowed(ids[width:].tolist(), mode)
+
+    out = model.generate(
+        input_ids=batch.ids,
+        attention_mask=batch.mask,
+        do_sample=do_sample,
+        num_return_sequences=num_generations,
+        max_new_tokens=max_new_tokens,
+        prefix_allowed_tokens_fn=None if mode == "free" else allowed,
+        top_k=0 if do_sample else None,
+        top_p=1.0 if do_sample else None,
+        temperature=1.0 if do_sample else None,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    tokens = out[:, width:].cpu()
+    mask = completion_mask(tokens, tokenizer.eos_token_id)
+    ids, valid = allowed_for(space, tokens, mask, mode)
+    texts = [tokenizer.decode(t[m], skip_special_tokens=True) for t, m in zip(tokens, mask, strict=True)]
+    rows = torch.arange(len(batch.ids)).repeat_interleave(num_generations)
+    return Rollout(rows, tokens.masked_fill(~mask, tokenizer.pad_token_id), mask, texts, ids, valid)
+
+
+def rollout_token_logprobs(model, pp: PromptPass, rollout: Rollout, logprob_space: str):
+    """Per-token log-probabilities (N, T) of the rollout's completions, and per-token entropies.
+
+    Identical completions of a prompt are scored once. In the constrained space, positions where
+    the rule allows a single token contribute exactly 0 and need no forward pass.
+    """
+    use_allowed = logprob_space == "constrained" and rollout.allowed_ids is not None
+    keys = torch.cat([rollout.rows[:, None], rollout.tokens], dim=1)
+    unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    first = inverse.new_zeros(len(unique)).scatter_(0, inverse, torch.arange(len(inverse)))
+    tokens, mask = rollout.tokens[first], rollout.mask[first]
+    ids = rollout.allowed_ids[first] if use_allowed else None
+    valid = rollout.allowed_valid[first] if use_allowed else None
+    width = tokens.shape[1]
+    if use_allowed:
+        forced = (valid.sum(-1) <= 1) | ~mask  # a single choice, or padding
+        needed = (~forced).nonzero()[:, 1].max().item() + 1 if (~forced).any() else 1
+        width = needed
+    logits = completion_logits(model, pp, unique[:, 0], tokens[:, :width], mask[:, :width])
+    sl = slice(0, width)
+    logp = token_logprobs(logits, tokens[:, sl], ids[:, sl] if use_allowed else None,
+                          valid[:, sl] if use_allowed else None)
+    ent = token_entropy(logits, ids[:, sl] if use_allowed else None, valid[:, sl] if use_allowed else None)
+    pad = tokens.shape[1] - width
+    logp = torch.nn.functional.pad(logp, (0, pad)).masked_fill(~mask, 0.0)
+    ent = torch.nn.functional.pad(ent, (0, pad)).masked_fill(~mask, 0.0)
+    return logp[inverse], ent[inverse]
+

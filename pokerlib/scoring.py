@@ -1,0 +1,97 @@
+"""Log-probabilities of completions, sharing one forward pass per prompt across all its completions.
+
+The prompt pass keeps the key/value cache and the logits of the last prompt position only; each
+completion is then run on top of its prompt's cache. Full-vocabulary logits are never formed at
+prompt positions. Left padding is handled with explicit position ids (the original gave none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+LOGPROB_SPACES = ("full", "constrained")
+
+
+@dataclass
+class PromptBatch:
+    ids: torch.Tensor  # (B, P), left-padded
+    mask: torch.Tensor  # (B, P), 1 on real tokens
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(-1)
+
+
+def encode_prompts(tokenizer, prompts: list[str], device: torch.device | str = "cpu") -> PromptBatch:
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return PromptBatch(enc.input_ids.to(device), enc.attention_mask.to(device))
+
+
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generation uses them."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class PromptPass:
+    batch: PromptBatch
+    last_logits: torch.Tensor  # (B, V): the distribution of the first completion token
+    cache: DynamicCache
+
+
+def prompt_pass(model, batch: PromptBatch) -> PromptPass:
+    out = model(
+        input_ids=batch.ids,
+        attention_mask=batch.mask,
+        position_ids=position_ids(batch.mask),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return PromptPass(batch, out.logits[:, -1].float(), out.cache)
+
+
+def _select_cache(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
+    return DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers])
+
+
+def completion_logits(model, pp: PromptPass, rows: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor):
+    """Logits predicting each completion token: (R, T, V). Row r continues prompt rows[r]."""
+    first = pp.last_logits[rows].unsqueeze(1)
+    if tokens.shape[1] == 1:
+        return first
+    prompt_mask = pp.batch.mask[rows]
+    steps = torch.arange(tokens.shape[1] - 1, device=tokens.device)
+    out = model(
+        input_ids=tokens[:, :-1],
+        attention_mask=torch.cat([prompt_mask, mask[:, :-1].to(prompt_mask.dtype)], dim=1),
+        position_ids=pp.batch.lengths[rows, None] + steps,
+        cache=_select_cache(pp.cache, rows),
+        use_cache=False,
+    )
+    return torch.cat([first, out.logits.float()], dim=1)
+
+
+def token_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, allowed_ids: torch.Tensor | None = None,
+    allowed_valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log p(token) per position over the full vocabulary, or renormalized over the allowed ids (R, T, K)."""
+    chosen = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    if allowed_ids is None:
+        return chosen - torch.logsumexp(logits, dim=-1)
+    allowed = logits.gather(-1, allowed_ids).masked_fill(~allowed_valid, float("-inf"))
+    return chosen - torch.logsumexp(allowed, dim=-1)
+
+
+def token_entropy(
+    logits: torch.Tensor, allowed_ids: torch.Tensor | None = None, allowed_valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Entropy of each position's next-token distribution (full, or over the allowed ids)."""
+    if allowed_ids is not None:
+        logits = logits.gather(-1, allowed_ids).masked_fill(~allowed_valid, float("-inf"))
+    logp = F.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
