@@ -7,6 +7,8 @@ import difflib
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .oracle import EXPECTED_COUNTS
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": ("uniform", "balanced"),
     "decoding": ("constrained", "positional", "free"),
@@ -69,6 +71,12 @@ class RunConfig:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
         if self.num_generations < 2 and self.scale_rewards == "group":
             raise ValueError("num_generations must be >= 2 for group-relative advantages")
+        smallest = min(EXPECTED_COUNTS.values())
+        if self.dataset == "balanced" and self.n_per_class_train + self.n_per_class_eval > smallest:
+            raise ValueError(
+                f"n_per_class_train + n_per_class_eval must be <= {smallest} (the number of distinct "
+                f"four-of-a-kind hands); got {self.n_per_class_train + self.n_per_class_eval}"
+            )
         if self.batch_sampling == "stratified" and self.dataset != "balanced":
             raise ValueError("batch_sampling 'stratified' needs dataset 'balanced'")
 

@@ -98,6 +98,8 @@ CLASS_SAMPLERS: dict[str, Callable[[random.Random], list[str]]] = {
 
 def sample_hand(label: str, rng: random.Random) -> str:
     """A hand drawn uniformly from class `label`, its cards in random order."""
+    if label not in CLASS_SAMPLERS:
+        raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
     cards = CLASS_SAMPLERS[label](rng)
     rng.shuffle(cards)
     return format_hand(cards)

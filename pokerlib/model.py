@@ -208,6 +208,17 @@ def tiny_model(tokenizer, seed: int = 0):
         return LlamaForCausalLM(config)
 
 
+def check_source(source: str) -> None:
+    """Fail fast, before any long work, on a model source that cannot load."""
+    if source in ("bundled", "tiny"):
+        if not (_bundled_cache() / _COMPLETE).is_file():
+            bundled_gguf_path()
+    elif not isinstance(source, str) or not source:
+        raise ModelSourceError(f"unknown model source {source!r}: use {SOURCES_HELP}")
+    else:
+        _local_or_hub(source)
+
+
 def load_model(
     source: str = "bundled",
     *,
@@ -218,8 +229,7 @@ def load_model(
     """(model, tokenizer) for any model source, in eval mode, on `device`; see SOURCES_HELP."""
     from transformers import AutoModelForCausalLM
 
-    if not isinstance(source, str) or not source:
-        raise ModelSourceError(f"unknown model source {source!r}: use {SOURCES_HELP}")
+    check_source(source)
     torch_dtype = resolve_dtype(dtype)
     target_device = resolve_device(device)
     if source == "tiny":

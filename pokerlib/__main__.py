@@ -1,0 +1,64 @@
+"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter (repeatable), e.g. --set learning_rate=1e-4")
+    p.add_argument("--overrides", dest="overrides_file", metavar="YAML",
+                   help="a params file applied on top of each variant, e.g. params/smoke.yaml")
+    p.add_argument("--seed", type=int, help="override the seed (the run name gets a -seedN suffix)")
+    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument("--force", action="store_true", help="re-run even if an identical complete run exists")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pokerlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one variant through the notebook with papermill")
+    run.add_argument("params", help="a params file, e.g. params/v2_balanced.yaml")
+    run.add_argument("--name", help="run folder name (default: the params file's name)")
+    _add_run_options(run)
+    run_all = sub.add_parser("run-all", help="run the three variants of the original experiment")
+    _add_run_options(run_all)
+    bench = sub.add_parser("bench", help="time the original GRPO step against ours (bundled model)")
+    bench.add_argument("--model", default="bundled")
+    bench.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        from .bench import main as bench_main
+
+        bench_main(model=args.model, repeats=args.repeats)
+        return 0
+
+    from .model import check_source
+    from .runner import PARAMS_DIR, VARIANTS, RunError, parse_overrides, read_params, resolve_config, run_variant
+
+    try:
+        overrides = read_params(args.overrides_file) if args.overrides_file else {}
+        overrides.update(parse_overrides(args.overrides))
+        if args.command == "run":
+            jobs = [(Path(args.params), args.name or Path(args.params).stem)]
+        else:
+            jobs = [(PARAMS_DIR / f"{v}.yaml", v) for v in VARIANTS]
+        suffix = f"-seed{args.seed}" if args.seed is not None else ""
+        # Validate every job before running any of them.
+        configs = [(resolve_config(path, overrides, args.seed), name + suffix) for path, name in jobs]
+        for cfg, _ in configs:
+            check_source(cfg.model)
+        for cfg, name in configs:
+            run_variant(cfg, name, args.runs_dir, force=args.force)
+    except (ValueError, TypeError, FileNotFoundError, RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

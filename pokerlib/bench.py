@@ -1,0 +1,147 @@
+"""Benchmark: the original's GRPO step (generate G copies, full logits on every row) against ours.
+
+Both run in one process on the same model, prompts, B, G and thread count, interleaved so that
+machine noise hits both alike. Peak resident memory is sampled during each method's steps, with
+freed heap memory returned to the OS between steps so one method's peak does not leak into the other's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import statistics
+import threading
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from .config import RunConfig
+from .data import make_splits
+from .grpo import group_advantages, grpo_step
+from .labels import build_label_space
+from .model import frozen_copy, load_model
+from .rewards import compute_rewards
+from .sampling import generate_rollout
+from .scoring import encode_prompts
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def _trim_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+class PeakRSS:
+    """Peak resident set size while the block runs, sampled every 2 ms."""
+
+    def __enter__(self):
+        _trim_heap()
+        self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig) -> None:
+    """A faithful re-creation of the original step: B*G rows through generate (positional rule), then
+    one forward and backward over all B*G full sequences keeping full-vocabulary logits everywhere."""
+    B, G = len(examples), cfg.num_generations
+    batch = encode_prompts(tokenizer, [e.prompt for e in examples])
+    rollout = generate_rollout(policy, tokenizer, batch, space, "positional", G, cfg.max_new_tokens)
+    golds = [e.label for e in examples for _ in range(G)]
+    rewards, _ = compute_rewards([e.prompt for e in examples for _ in range(G)], rollout.texts, golds)
+    advantages = group_advantages(rewards.view(B, G)).view(-1)
+    ids = torch.cat([batch.ids.repeat_interleave(G, dim=0), rollout.tokens], dim=1)
+    mask = torch.cat([batch.mask.repeat_interleave(G, dim=0), rollout.mask.long()], dim=1)
+    logits = policy(input_ids=ids, attention_mask=mask).logits  # no position ids, as the original
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    width = batch.ids.shape[1]
+    completion = logp[:, width - 1 :] * (rollout.tokens != tokenizer.pad_token_id)
+    loss = -(advantages * completion.sum(dim=1)).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+
+
+def run_benchmark(model: str = "bundled", batch_size: int = 4, generations=(4, 16), repeats: int = 3) -> list[dict]:
+    """Seconds per step and peak RSS for both methods at each G, interleaved; returns table rows."""
+    policy, tokenizer = load_model(model, device="cpu")
+    reference = frozen_copy(policy)
+    space = build_label_space(tokenizer)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
+    train, _ = make_splits("balanced", 10, 1, seed=0)
+    examples = train[:batch_size]  # same prompts for both methods
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    times: dict[tuple[str, int], list[float]] = {}
+    peaks: dict[tuple[str, int], int] = {}
+    base = RunConfig(model=model, batch_size=batch_size, decoding="constrained", logprob_space="full")
+    methods = {
+        "original": lambda cfg: original_step(policy, optimizer, tokenizer, space, examples, cfg),
+        "ours": lambda cfg: grpo_step(policy, reference, optimizer, tokenizer, space, examples, cfg, generator),
+    }
+    for g in generations:  # warm-up: first calls build kernels and allocator pools
+        for run in methods.values():
+            run(replace(base, num_generations=g))
+    for rep in range(repeats):
+        for g in generations:
+            for name, run in methods.items():
+                with PeakRSS() as rss:
+                    start = time.perf_counter()
+                    run(replace(base, num_generations=g))
+                    elapsed = time.perf_counter() - start
+                times.setdefault((name, g), []).append(elapsed)
+                peaks[(name, g)] = max(peaks.get((name, g), 0), rss.peak)
+                print(f"  rep {rep + 1}/{repeats} G={g:2d} {name:8s} {elapsed:6.2f} s", flush=True)
+    rows = []
+    for g in generations:
+        orig, ours = statistics.median(times[("original", g)]), statistics.median(times[("ours", g)])
+        rows.append(
+            {
+                "B": batch_size,
+                "G": g,
+                "original_s": orig,
+                "ours_s": ours,
+                "speedup": orig / ours,
+                "original_peak_rss_gb": peaks[("original", g)] / 1e9,
+                "ours_peak_rss_gb": peaks[("ours", g)] / 1e9,
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [
+        "| B | G | original s/step | ours s/step | speedup | original peak RSS | ours peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['B']} | {r['G']} | {r['original_s']:.2f} | {r['ours_s']:.2f} | {r['speedup']:.1f}x "
+            f"| {r['original_peak_rss_gb']:.2f} GB | {r['ours_peak_rss_gb']:.2f} GB |"
+        )
+    return "\n".join(lines)
+
+
+def main(model: str = "bundled", repeats: int = 3) -> None:
+    print(f"benchmark: model={model}, torch threads={torch.get_num_threads()}, float32, B=4, G in (4, 16)")
+    rows = run_benchmark(model=model, repeats=repeats)
+    print(format_table(rows))

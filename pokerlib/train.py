@@ -1,0 +1,62 @@
+"""The training loop: batches of prompts, one GRPO step each, a log row per step."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data import Example
+from .grpo import grpo_step
+from .labels import LabelSpace
+from .oracle import LABELS
+
+
+def prompt_batches(examples: list[Example], cfg: RunConfig) -> Iterator[list[Example]]:
+    """B prompts per step: drawn at random, or `stratified` (labels in turn, so every class recurs)."""
+    rng = random.Random(cfg.seed)
+    if cfg.batch_sampling == "random":
+        while True:
+            yield rng.sample(examples, cfg.batch_size)
+    pools = {label: [e for e in examples if e.label == label] for label in LABELS}
+    queues: dict[str, list[Example]] = {label: [] for label in LABELS}
+    turn = 0
+    while True:
+        batch = []
+        for _ in range(cfg.batch_size):
+            label = LABELS[turn % len(LABELS)]
+            turn += 1
+            if not queues[label]:
+                queues[label] = rng.sample(pools[label], len(pools[label]))
+            batch.append(queues[label].pop())
+        yield batch
+
+
+def train(
+    policy,
+    reference,
+    tokenizer,
+    space: LabelSpace,
+    examples: list[Example],
+    cfg: RunConfig,
+    on_step: Callable[[dict], None] | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Run cfg.num_steps GRPO steps; a pure function of cfg.seed on a given machine."""
+    torch.manual_seed(cfg.seed)  # generate() samples from the global generator
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    log = []
+    bar = tqdm(total=cfg.num_steps, desc="GRPO", disable=not progress)
+    for step, batch in zip(range(1, cfg.num_steps + 1), prompt_batches(examples, cfg), strict=False):
+        row = {"step": step, **grpo_step(policy, reference, optimizer, tokenizer, space, batch, cfg, generator)}
+        log.append(row)
+        if on_step:
+            on_step(row)
+        bar.set_postfix(reward=f"{row['reward']:.3f}", zero_std=f"{row['frac_reward_zero_std']:.2f}")
+        bar.update()
+    bar.close()
+    return log

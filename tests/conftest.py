@@ -1,0 +1,31 @@
+"""Shared fixtures: a model cache private to the test session, the tiny test model and the bundled SmolLM2."""
+
+import shutil
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pokerlib_cache(tmp_path_factory):
+    """POKERLIB_CACHE for the whole session, empty at first: the first bundled load converts the GGUF once."""
+    path = tmp_path_factory.mktemp("pokerlib-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POKERLIB_CACHE", str(path))
+        yield path
+    shutil.rmtree(path, ignore_errors=True)  # 540 MB: not kept with pytest's last three temp dirs
+
+
+@pytest.fixture(scope="session")
+def tiny(pokerlib_cache):
+    """(model, tokenizer) of the tiny random Llama, shared: train a copy (`tiny_model` or `frozen_copy`), not this."""
+    from pokerlib.model import load_model
+
+    return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def bundled(pokerlib_cache):
+    """(model, tokenizer) of the bundled SmolLM2-135M, converted into the session cache; shared, do not modify."""
+    from pokerlib.model import load_model
+
+    return load_model("bundled", device="cpu")

@@ -1,0 +1,163 @@
+"""The papermill runner: validation before work, complete runs, skips, interruptions, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pokerlib import LABELS
+from pokerlib.runner import MARKER, ROOT, VARIANTS
+
+SMOKE = ["--overrides", "params/smoke.yaml"]
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokerlib", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    cli("run-all", *SMOKE, "--runs-dir", str(runs))
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "num_generation=8"], "Did you mean 'num_generations'"),
+        (["--set", "num_steps=ten"], "num_steps must be int"),
+        (["--set", "batch_size=0"], "batch_size must be >= 1"),
+        (["--set", "decoding=greedy"], "decoding must be one of constrained, positional, free"),
+        (["--set", "n_per_class_train=600"], "four-of-a-kind"),
+        (["--set", "model=nonsense"], "unknown model source 'nonsense'"),
+        (["--set", "beta"], "--set expects key=value"),
+    ],
+)
+def test_bad_parameters_fail_before_any_run(tmp_path, args, message):
+    proc = cli("run", "params/v2_balanced.yaml", *args, "--runs-dir", str(tmp_path), check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_key_lists_valid_keys(tmp_path):
+    proc = cli("run", "params/v2_balanced.yaml", "--set", "lr=1e-4", "--runs-dir", str(tmp_path), check=False)
+    assert "unknown parameter 'lr'" in proc.stderr and "learning_rate" in proc.stderr
+
+
+def test_missing_params_file(tmp_path):
+    proc = cli("run", "params/nope.yaml", "--runs-dir", str(tmp_path), check=False)
+    assert proc.returncode == 1 and "params file not found" in proc.stderr
+
+
+def test_params_files_match_spec_variants():
+    v1, v2, v3 = (yaml.safe_load((ROOT / "params" / f"{v}.yaml").read_text()) for v in VARIANTS)
+    shared = dict(num_steps=100, batch_size=4, num_generations=4, learning_rate=1e-5, max_grad_norm=1.0,
+                  dtype="float32", class_weights=True, model="bundled")
+    for params in (v1, v2, v3):
+        assert shared.items() <= params.items()
+    assert (v1["dataset"], v1["decoding"], v1["max_new_tokens"], v1["reward"], v1["beta"]) == (
+        "uniform", "free", 8, "buggy", 0.0)
+    assert (v2["dataset"], v2["decoding"], v2["reward"], v2["beta"]) == ("balanced", "constrained", "strict", 0.0)
+    assert (v3["dataset"], v3["decoding"], v3["reward"], v3["beta"], v3["kl_mode"]) == (
+        "balanced", "constrained", "strict", 0.1, "reward")
+
+
+def test_run_all_writes_every_artifact(smoke_runs):
+    for variant in VARIANTS:
+        run = smoke_runs / variant
+        marker = json.loads((run / MARKER).read_text())
+        params = yaml.safe_load((run / "params.yaml").read_text())
+        assert marker["params"] == params and params["model"] == "tiny" and params["num_steps"] == 3
+        log = pd.read_csv(run / "train_log.csv")
+        assert list(log["step"]) == [1, 2, 3]
+        for column in ["reward", "reward_std", "frac_reward_zero_std", "loss", "kl", "entropy", "grad_norm",
+                       "step_seconds"] + [f"samples/{label}" for label in LABELS]:
+            assert column in log.columns, column
+        assert (log[[f"samples/{label}" for label in [*LABELS, "invalid"]]].sum(axis=1) == 4 * 4).all()
+        evaluation = json.loads((run / "eval.json").read_text())
+        predictions = pd.read_csv(run / "predictions.csv")
+        for model in ("reference", "finetuned"):
+            ev = evaluation[model]
+            rows = predictions[predictions["model"] == model]
+            assert ev["n"] == len(rows) == 16
+            assert ev["accuracy"] == pytest.approx((rows["predicted"] == rows["label"]).mean())
+            assert ev["mean_reward"] == pytest.approx(rows["reward"].mean())
+            assert set(ev["per_class_accuracy"]) == set(LABELS)
+            assert sum(sum(row.values()) for row in ev["confusion"].values()) == 16
+            assert 0.0 <= ev["valid_label_rate"] <= 1.0
+        env = json.loads((run / "env.json").read_text())
+        assert env["packages"]["torch"].startswith("2.13.0") and env["wall_seconds"] > 0
+        assert env["torch_threads"] >= 1 and env["code_version"]
+        notebook = json.loads((run / "grpo_poker.ipynb").read_text())
+        assert any(cell.get("outputs") for cell in notebook["cells"])
+
+
+def test_variant_behaviour(smoke_runs):
+    v1 = pd.read_csv(smoke_runs / "v1_buggy_reward" / "train_log.csv")
+    assert (v1["frac_reward_zero_std"] == 1.0).all() and (v1["updated"] == 0).all()
+    assert json.loads((smoke_runs / "v1_buggy_reward" / "eval.json").read_text())["max_parameter_change"] == 0.0
+    v2 = pd.read_csv(smoke_runs / "v2_balanced" / "train_log.csv")
+    v3 = pd.read_csv(smoke_runs / "v3_balanced_kl" / "train_log.csv")
+    assert v2["kl"].isna().all() and v3["kl"].notna().all()
+    assert "exact_reward" in v2.columns and v3["exact_kl"].notna().all()
+
+
+def test_identical_run_is_skipped_and_force_reruns(smoke_runs):
+    before = (smoke_runs / "v2_balanced" / MARKER).read_text()
+    proc = cli("run-all", *SMOKE, "--runs-dir", str(smoke_runs))
+    assert proc.stdout.count("skip ") == 3
+    assert (smoke_runs / "v2_balanced" / MARKER).read_text() == before
+    changed = cli("run", "params/v2_balanced.yaml", *SMOKE, "--set", "seed=1", "--runs-dir", str(smoke_runs),
+                  check=False)
+    assert changed.returncode == 1 and "--force" in changed.stderr
+
+
+def test_same_seed_gives_identical_training_logs(smoke_runs, tmp_path):
+    cli("run", "params/v2_balanced.yaml", *SMOKE, "--runs-dir", str(tmp_path))
+    first = pd.read_csv(smoke_runs / "v2_balanced" / "train_log.csv").drop(columns="step_seconds")
+    second = pd.read_csv(tmp_path / "v2_balanced" / "train_log.csv").drop(columns="step_seconds")
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_killed_run_leaves_no_marker_and_is_rerun(tmp_path):
+    args = ["run", "params/v2_balanced.yaml", *SMOKE, "--set", "num_steps=500", "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "pokerlib", *args], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / "v2_balanced"
+    deadline = time.time() + 300
+    while not (run / "grpo_poker.ipynb").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / "params.yaml").exists() and not (run / MARKER).exists()
+    rerun = cli("run", "params/v2_balanced.yaml", *SMOKE, "--runs-dir", str(tmp_path))
+    assert "skip" not in rerun.stdout and (run / MARKER).exists()
+
+
+def test_failed_run_exits_nonzero_and_keeps_notebook(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = {**os.environ, "POKERLIB_CACHE": str(blocker)}  # the tokenizer cache cannot be written
+    proc = subprocess.run([sys.executable, "-m", "pokerlib", "run", "params/v2_balanced.yaml", *SMOKE,
+                           "--runs-dir", str(tmp_path / "runs")], cwd=ROOT, env=env, capture_output=True, text=True)
+    run = tmp_path / "runs" / "v2_balanced"
+    assert proc.returncode == 1 and "failed" in proc.stderr
+    assert (run / "grpo_poker.ipynb").exists() and not (run / MARKER).exists()
+    assert "Error" in (run / "grpo_poker.ipynb").read_text()
