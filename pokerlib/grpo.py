@@ -94,8 +94,13 @@ def _exact_metrics(label_logp, ref_label_logp, space: LabelSpace, tokenizer, exa
 def grpo_step(
     policy, reference, optimizer, tokenizer, space: LabelSpace, examples: list[Example], cfg: RunConfig,
     generator: torch.Generator,
+    skip_without_signal: bool = True,
 ) -> dict[str, float]:
-    """One GRPO step on B prompts: sample G completions each, score, and update num_iterations times."""
+    """One GRPO step on B prompts: sample G completions each, score, and update num_iterations times.
+
+    When no group has a reward spread (and no KL-loss or entropy term), there is no gradient: the
+    backward pass and optimizer step are skipped unless `skip_without_signal` is False (benchmarks).
+    """
     start = time.perf_counter()
     device = next(policy.parameters()).device
     B, G = len(examples), cfg.num_generations
@@ -139,7 +144,8 @@ def grpo_step(
     zero_std = (grouped.max(dim=1).values == grouped.min(dim=1).values).float()
 
     loss_ref = ref_logp if use_ref and cfg.kl_mode == "loss" else None
-    needs_update = bool(advantages.abs().max() > 0) or loss_ref is not None or cfg.entropy_coef > 0
+    has_signal = bool(advantages.abs().max() > 0) or loss_ref is not None or cfg.entropy_coef > 0
+    needs_update = has_signal or not skip_without_signal
     losses, clips, grad_norms = [], [], []
     for iteration in range(cfg.num_iterations):
         if iteration > 0:

@@ -57,9 +57,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as err:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'") from err
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available (torch sees no CUDA GPU here): use 'auto' or 'cpu'")
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -112,6 +117,8 @@ def _write_once(target: Path, write) -> Path:
     try:
         write(tmp)
         (tmp / _COMPLETE).write_text(f"written {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        if (target / _COMPLETE).is_file():  # another process finished first: keep its copy
+            return target
         if target.exists():  # left by an interrupted write
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -141,7 +148,8 @@ def convert_bundled() -> Path:
         model.save_pretrained(folder, safe_serialization=True)
         _gguf_tokenizer().save_pretrained(folder)
 
-    bundled_gguf_path()  # fail with the install hint before any work
+    if not (_bundled_cache() / _COMPLETE).is_file():
+        bundled_gguf_path()  # fail with the install hint before any work
     return _write_once(_bundled_cache(), write)
 
 
