@@ -8,10 +8,20 @@ from pathlib import Path
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a parameter (repeatable), e.g. --set learning_rate=1e-4")
-    p.add_argument("--overrides", dest="overrides_file", metavar="YAML",
-                   help="a params file applied on top of each variant, e.g. params/smoke.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (repeatable), e.g. --set learning_rate=1e-4",
+    )
+    p.add_argument(
+        "--overrides",
+        dest="overrides_file",
+        metavar="YAML",
+        help="a params file applied on top of each variant, e.g. params/smoke.yaml",
+    )
     p.add_argument("--seed", type=int, help="override the seed (the run name gets a -seedN suffix)")
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--force", action="store_true", help="re-run even if an identical complete run exists")
@@ -29,12 +39,36 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="time the original GRPO step against ours (bundled model)")
     bench.add_argument("--model", default="bundled")
     bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--out", help="also write the table as JSON here, e.g. results/bench.json")
+    render = sub.add_parser("render", help="render report.qmd to HTML offline (no Quarto needed)")
+    render.add_argument("qmd", nargs="?", default="report.qmd")
+    render.add_argument(
+        "-P",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a report parameter, e.g. -P runs_dir=results (as quarto render -P)",
+    )
+    render.add_argument("-o", "--output", help="HTML file (default: _output/<name>.html)")
     args = parser.parse_args(argv)
+
+    if args.command == "render":
+        from .render import render as render_report
+        from .runner import parse_overrides
+
+        try:
+            params = parse_overrides([p.replace(":", "=", 1) if "=" not in p else p for p in args.params])
+            render_report(args.qmd, args.output, params)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
 
     if args.command == "bench":
         from .bench import main as bench_main
 
-        bench_main(model=args.model, repeats=args.repeats)
+        bench_main(model=args.model, repeats=args.repeats, out=args.out)
         return 0
 
     from .model import check_source

@@ -9,10 +9,12 @@ freed heap memory returned to the OS between steps so one method's peak does not
 from __future__ import annotations
 
 import ctypes
+import json
 import statistics
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -145,7 +147,13 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(model: str = "bundled", repeats: int = 3) -> None:
-    print(f"benchmark: model={model}, torch threads={torch.get_num_threads()}, float32, B=4, G in (4, 16)")
+def main(model: str = "bundled", repeats: int = 3, out: str | None = None) -> None:
+    threads = torch.get_num_threads()
+    print(f"benchmark: model={model}, torch threads={threads}, float32, B=4, G in (4, 16)")
     rows = run_benchmark(model=model, repeats=repeats)
     print(format_table(rows))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        record = {"model": model, "threads": threads, "repeats": repeats, "rows": rows}
+        Path(out).write_text(json.dumps(record, indent=2))
+        print(f"wrote {out}")

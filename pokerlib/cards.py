@@ -36,8 +36,7 @@ def parse_hand(hand: str | Sequence[str]) -> tuple[str, ...]:
         items = hand
     else:
         raise TypeError(
-            f"a hand must be a string like '2H 2D 2C 9S 9H' or a sequence of card strings, "
-            f"got {type(hand).__name__}"
+            f"a hand must be a string like '2H 2D 2C 9S 9H' or a sequence of card strings, got {type(hand).__name__}"
         )
     cards = tuple(parse_card(c) for c in items)
     if len(cards) != HAND_SIZE:

@@ -58,8 +58,15 @@ class RunConfig:
         for name, options in CHOICES.items():
             if getattr(self, name) not in options:
                 raise ValueError(f"{name} must be one of {', '.join(options)}; got {getattr(self, name)!r}")
-        positive = ("num_steps", "batch_size", "num_generations", "max_new_tokens", "num_iterations",
-                    "eval_batch_size", "n_per_class_eval")
+        positive = (
+            "num_steps",
+            "batch_size",
+            "num_generations",
+            "max_new_tokens",
+            "num_iterations",
+            "eval_batch_size",
+            "n_per_class_eval",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
@@ -77,6 +84,9 @@ class RunConfig:
                 f"n_per_class_train + n_per_class_eval must be <= {smallest} (the number of distinct "
                 f"four-of-a-kind hands); got {self.n_per_class_train + self.n_per_class_eval}"
             )
+        if self.decoding == "free" and self.logprob_space == "constrained":
+            raise ValueError("logprob_space 'constrained' needs a constrained decoding; free decoding has no choices "
+                             "to renormalize over: use logprob_space 'full'")
         if self.batch_sampling == "stratified" and self.dataset != "balanced":
             raise ValueError("batch_sampling 'stratified' needs dataset 'balanced'")
 

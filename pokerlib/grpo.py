@@ -76,7 +76,7 @@ def _exact_metrics(label_logp, ref_label_logp, space: LabelSpace, tokenizer, exa
     prompts = [e.prompt for e in examples for _ in range(S)]
     golds = [e.label for e in examples for _ in range(S)]
     seq_rewards, _ = compute_rewards(prompts, texts * len(examples), golds, cfg.reward, cfg.class_weights)
-    seq_probs = label_logp.detach().exp()
+    seq_probs = label_logp.detach().float().exp().cpu()
     index = space.label_index.expand(len(examples), -1)
     label_probs = torch.zeros(len(examples), len(LABELS)).scatter_add_(1, index, seq_probs)
     logq = label_probs.clamp_min(1e-30).log()
@@ -86,13 +86,19 @@ def _exact_metrics(label_logp, ref_label_logp, space: LabelSpace, tokenizer, exa
         "exact_kl": float("nan"),
     }
     if ref_label_logp is not None:
-        ref_probs = torch.zeros_like(label_probs).scatter_add_(1, index, ref_label_logp.exp())
+        ref_probs = torch.zeros_like(label_probs).scatter_add_(1, index, ref_label_logp.float().exp().cpu())
         metrics["exact_kl"] = (label_probs * (logq - ref_probs.clamp_min(1e-30).log())).sum(1).mean().item()
     return metrics
 
 
 def grpo_step(
-    policy, reference, optimizer, tokenizer, space: LabelSpace, examples: list[Example], cfg: RunConfig,
+    policy,
+    reference,
+    optimizer,
+    tokenizer,
+    space: LabelSpace,
+    examples: list[Example],
+    cfg: RunConfig,
     generator: torch.Generator,
     skip_without_signal: bool = True,
 ) -> dict[str, float]:
@@ -122,7 +128,9 @@ def grpo_step(
                 ref_label_logp = exact_label_logprobs(reference, ref_pp, space)
     else:
         rollout = generate_rollout(policy, tokenizer, batch, space, cfg.decoding, G, cfg.max_new_tokens)
-    rollout.rows = rollout.rows.to(device)
+    rollout.rows, rollout.tokens, rollout.mask = (t.to(device) for t in (rollout.rows, rollout.tokens, rollout.mask))
+    if rollout.allowed_ids is not None:
+        rollout.allowed_ids, rollout.allowed_valid = rollout.allowed_ids.to(device), rollout.allowed_valid.to(device)
 
     prompts = [e.prompt for e in examples for _ in range(G)]
     golds = [e.label for e in examples for _ in range(G)]
@@ -133,7 +141,7 @@ def grpo_step(
     logp, entropy = rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
     old_logp = logp.detach()
     ref_logp = None
-    kl_per_seq = torch.zeros(B * G)
+    kl_per_seq = torch.zeros(B * G)  # on the CPU, with the rewards
     if use_ref:
         with torch.no_grad():
             ref_logp, _ = rollout_token_logprobs(reference, ref_pp, rollout, cfg.logprob_space)

@@ -60,10 +60,15 @@ def resolve_config(params_file: str | Path, overrides: dict | None = None, seed:
     return RunConfig.from_dict(values)
 
 
+# Modules that cannot change a run's results: editing them does not invalidate complete runs.
+NOT_RESULTS = {"__main__.py", "bench.py", "render.py"}
+
+
 def code_version() -> str:
     """A hash of the library and the notebook (plus the git commit when there is one)."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "pokerlib").glob("*.py")) + [NOTEBOOK]:
+    modules = [p for p in sorted((ROOT / "pokerlib").glob("*.py")) if p.name not in NOT_RESULTS]
+    for path in modules + [NOTEBOOK]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     version = digest.hexdigest()[:12]

@@ -28,16 +28,17 @@ class Rollout:
 
 def exact_label_logprobs(model, pp: PromptPass, space: LabelSpace) -> torch.Tensor:
     """(B, S): log-probability of each label sequence under trie-constrained decoding, exactly."""
-    ids, valid = space.allowed_ids, space.allowed_valid
-    first = space.ids[:, 0]
     logits = pp.last_logits
+    device = logits.device
+    ids, valid = space.allowed_ids.to(device), space.allowed_valid.to(device)
+    first = space.ids[:, 0].to(device)
     root_ids = ids[0, 0][valid[0, 0]]
     logp = logits[:, first] - torch.logsumexp(logits[:, root_ids], dim=-1, keepdim=True)
     if not space.branches_after_root:
         return logp  # every later trie node has one child: probability 1
     B, S = logp.shape
-    rows = torch.arange(B).repeat_interleave(S)
-    tokens, mask = space.ids.repeat(B, 1), space.mask.repeat(B, 1)
+    rows = torch.arange(B, device=device).repeat_interleave(S)
+    tokens, mask = space.ids.to(device).repeat(B, 1), space.mask.to(device).repeat(B, 1)
     full = completion_logits(model, pp, rows, tokens, mask)
     per_token = token_logprobs(full, tokens, ids.repeat(B, 1, 1), valid.repeat(B, 1, 1))
     return per_token.masked_fill(~mask, 0.0).sum(-1).view(B, S)
@@ -45,7 +46,7 @@ def exact_label_logprobs(model, pp: PromptPass, space: LabelSpace) -> torch.Tens
 
 def sample_exact(label_logp: torch.Tensor, num_generations: int, generator: torch.Generator) -> torch.Tensor:
     """(B, G) label-sequence indices drawn from the exact constrained distribution."""
-    probs = label_logp.detach().float().exp()
+    probs = label_logp.detach().float().exp().cpu()  # the generator lives on the CPU
     return torch.multinomial(probs, num_generations, replacement=True, generator=generator)
 
 
@@ -139,7 +140,7 @@ def rollout_token_logprobs(model, pp: PromptPass, rollout: Rollout, logprob_spac
     use_allowed = logprob_space == "constrained" and rollout.allowed_ids is not None
     keys = torch.cat([rollout.rows[:, None], rollout.tokens], dim=1)
     unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
-    first = inverse.new_zeros(len(unique)).scatter_(0, inverse, torch.arange(len(inverse)))
+    first = inverse.new_zeros(len(unique)).scatter_(0, inverse, torch.arange(len(inverse), device=inverse.device))
     tokens, mask = rollout.tokens[first], rollout.mask[first]
     ids = rollout.allowed_ids[first] if use_allowed else None
     valid = rollout.allowed_valid[first] if use_allowed else None
@@ -150,11 +151,11 @@ def rollout_token_logprobs(model, pp: PromptPass, rollout: Rollout, logprob_spac
         width = needed
     logits = completion_logits(model, pp, unique[:, 0], tokens[:, :width], mask[:, :width])
     sl = slice(0, width)
-    logp = token_logprobs(logits, tokens[:, sl], ids[:, sl] if use_allowed else None,
-                          valid[:, sl] if use_allowed else None)
+    logp = token_logprobs(
+        logits, tokens[:, sl], ids[:, sl] if use_allowed else None, valid[:, sl] if use_allowed else None
+    )
     ent = token_entropy(logits, ids[:, sl] if use_allowed else None, valid[:, sl] if use_allowed else None)
     pad = tokens.shape[1] - width
     logp = torch.nn.functional.pad(logp, (0, pad)).masked_fill(~mask, 0.0)
     ent = torch.nn.functional.pad(ent, (0, pad)).masked_fill(~mask, 0.0)
     return logp[inverse], ent[inverse]
-

@@ -76,7 +76,9 @@ def completion_logits(model, pp: PromptPass, rows: torch.Tensor, tokens: torch.T
 
 
 def token_logprobs(
-    logits: torch.Tensor, tokens: torch.Tensor, allowed_ids: torch.Tensor | None = None,
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    allowed_ids: torch.Tensor | None = None,
     allowed_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log p(token) per position over the full vocabulary, or renormalized over the allowed ids (R, T, K)."""

@@ -29,3 +29,25 @@ def bundled(pokerlib_cache):
     from pokerlib.model import load_model
 
     return load_model("bundled", device="cpu")
+
+
+def run_cli(*args: str, check: bool = True, env: dict | None = None):
+    """`python -m pokerlib ...` in a subprocess from the repository root (inherits the session cache)."""
+    import subprocess
+    import sys
+
+    from pokerlib.runner import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "pokerlib", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1200, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory, pokerlib_cache):
+    """The three variants run end to end through papermill on params/smoke.yaml (tiny model, 3 steps)."""
+    runs = tmp_path_factory.mktemp("runs")
+    run_cli("run-all", "--overrides", "params/smoke.yaml", "--runs-dir", str(runs))
+    return runs

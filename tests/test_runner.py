@@ -8,11 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import run_cli
 
 from pokerlib import LABELS
 from pokerlib.runner import MARKER, ROOT, VARIANTS
@@ -20,20 +20,7 @@ from pokerlib.runner import MARKER, ROOT, VARIANTS
 SMOKE = ["--overrides", "params/smoke.yaml"]
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pokerlib", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    cli("run-all", *SMOKE, "--runs-dir", str(runs))
-    return runs
+cli = run_cli
 
 
 @pytest.mark.parametrize(
