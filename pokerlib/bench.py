@@ -25,7 +25,6 @@ from .grpo import group_advantages, grpo_step
 from .labels import build_label_space
 from .model import frozen_copy, load_model
 from .rewards import compute_rewards
-from .sampling import generate_rollout
 from .scoring import encode_prompts
 from .train import make_optimizer
 
@@ -68,16 +67,27 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
     one forward and backward over all B*G full sequences keeping full-vocabulary logits everywhere."""
     B, G = len(examples), cfg.num_generations
     batch = encode_prompts(tokenizer, [e.prompt for e in examples])
-    rollout = generate_rollout(policy, tokenizer, batch, space, "positional", G, cfg.max_new_tokens)
-    golds = [e.label for e in examples for _ in range(G)]
-    rewards, _ = compute_rewards([e.prompt for e in examples for _ in range(G)], rollout.texts, golds)
-    advantages = group_advantages(rewards.view(B, G)).view(-1)
-    ids = torch.cat([batch.ids.repeat_interleave(G, dim=0), rollout.tokens], dim=1)
-    mask = torch.cat([batch.mask.repeat_interleave(G, dim=0), rollout.mask.long()], dim=1)
-    logits = policy(input_ids=ids, attention_mask=mask).logits  # no position ids, as the original
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
     width = batch.ids.shape[1]
-    completion = logp[:, width - 1 :] * (rollout.tokens != tokenizer.pad_token_id)
+    with torch.no_grad():  # G full copies of every prompt through generate, as the original
+        ids = policy.generate(
+            input_ids=batch.ids,
+            attention_mask=batch.mask,
+            do_sample=True,
+            top_k=0,
+            num_return_sequences=G,
+            max_new_tokens=cfg.max_new_tokens,
+            prefix_allowed_tokens_fn=lambda _, seq: space.allowed(seq[width:].tolist(), "positional"),
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    completions = ids[:, width:]
+    texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+    golds = [e.label for e in examples for _ in range(G)]
+    rewards, _ = compute_rewards([e.prompt for e in examples for _ in range(G)], texts, golds)
+    advantages = group_advantages(rewards.view(B, G)).view(-1)
+    mask = torch.cat([batch.mask.repeat_interleave(G, dim=0), torch.ones_like(completions)], dim=1)
+    logits = policy(input_ids=ids, attention_mask=mask).logits  # no position ids, full logits, as the original
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    completion = logp[:, width - 1 :] * (completions != tokenizer.pad_token_id)
     loss = -(advantages * completion.sum(dim=1)).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -85,8 +85,10 @@ class RunConfig:
                 f"four-of-a-kind hands); got {self.n_per_class_train + self.n_per_class_eval}"
             )
         if self.decoding == "free" and self.logprob_space == "constrained":
-            raise ValueError("logprob_space 'constrained' needs a constrained decoding; free decoding has no choices "
-                             "to renormalize over: use logprob_space 'full'")
+            raise ValueError(
+                "logprob_space 'constrained' needs a constrained decoding; free decoding has no choices "
+                "to renormalize over: use logprob_space 'full'"
+            )
         if self.batch_sampling == "stratified" and self.dataset != "balanced":
             raise ValueError("batch_sampling 'stratified' needs dataset 'balanced'")
 

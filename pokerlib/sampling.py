@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .labels import LabelSpace
-from .scoring import PromptBatch, PromptPass, completion_logits, token_entropy, token_logprobs
+from .scoring import PromptBatch, PromptPass, completion_logits, position_ids, token_entropy, token_logprobs
 
 
 @dataclass
@@ -110,11 +110,21 @@ def generate_rollout(
     def allowed(_: int, ids: torch.Tensor) -> list[int]:
         return space.allowed(ids[width:].tolist(), mode)
 
+    # Prefill each prompt once and share its key/value cache with its G samples (generate alone would
+    # prefill G copies); generate then starts from the last prompt token.
+    prefix = model(
+        input_ids=batch.ids[:, :-1],
+        attention_mask=batch.mask[:, :-1],
+        position_ids=position_ids(batch.mask[:, :-1]),
+        use_cache=True,
+        logits_to_keep=1,
+    ).cache
+    prefix.batch_repeat_interleave(num_generations)
     out = model.generate(
-        input_ids=batch.ids,
-        attention_mask=batch.mask,
+        input_ids=batch.ids.repeat_interleave(num_generations, dim=0),
+        attention_mask=batch.mask.repeat_interleave(num_generations, dim=0),
+        cache=prefix,
         do_sample=do_sample,
-        num_return_sequences=num_generations,
         max_new_tokens=max_new_tokens,
         prefix_allowed_tokens_fn=None if mode == "free" else allowed,
         top_k=0 if do_sample else None,
