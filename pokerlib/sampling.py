@@ -110,16 +110,18 @@ def generate_rollout(
     def allowed(_: int, ids: torch.Tensor) -> list[int]:
         return space.allowed(ids[width:].tolist(), mode)
 
-    # Prefill each prompt once and share its key/value cache with its G samples (generate alone would
-    # prefill G copies); generate then starts from the last prompt token.
-    prefix = model(
-        input_ids=batch.ids[:, :-1],
-        attention_mask=batch.mask[:, :-1],
-        position_ids=position_ids(batch.mask[:, :-1]),
-        use_cache=True,
-        logits_to_keep=1,
-    ).cache
-    prefix.batch_repeat_interleave(num_generations)
+    # With G > 1, prefill each prompt once and share its key/value cache with its G samples (generate
+    # alone would prefill G copies); generate then starts from the last prompt token.
+    prefix = None
+    if num_generations > 1:
+        prefix = model(
+            input_ids=batch.ids[:, :-1],
+            attention_mask=batch.mask[:, :-1],
+            position_ids=position_ids(batch.mask[:, :-1]),
+            use_cache=True,
+            logits_to_keep=1,
+        ).cache
+        prefix.batch_repeat_interleave(num_generations)
     out = model.generate(
         input_ids=batch.ids.repeat_interleave(num_generations, dim=0),
         attention_mask=batch.mask.repeat_interleave(num_generations, dim=0),

@@ -38,8 +38,9 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None):
 
     from pokerlib.runner import ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "pokerlib", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=1200, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokerlib", *args], cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -51,3 +52,15 @@ def smoke_runs(tmp_path_factory, pokerlib_cache):
     runs = tmp_path_factory.mktemp("runs")
     run_cli("run-all", "--overrides", "params/smoke.yaml", "--runs-dir", str(runs))
     return runs
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread while a module runs (its tiny-model kernels gain nothing from threads, and on a
+    shared 2-core machine OpenMP spin-waiting made them up to ten times slower), then the previous setting."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

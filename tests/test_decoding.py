@@ -28,17 +28,7 @@ from pokerlib.scoring import encode_prompts, prompt_pass
 # --- fixtures and independent reference computations ------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread while this module runs, then the previous setting back.
-
-    The tiny model's kernels are too small to gain from threads, and on a shared 2-core machine OpenMP
-    spin-waiting made them up to ten times slower.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +65,7 @@ def reference_logits(model, batch, rows, tokens, mask):
     ids = torch.cat([batch.ids[rows], tokens], dim=1)
     attention = torch.cat([batch.mask[rows], mask.to(batch.mask.dtype)], dim=1)
     positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
-                logits_to_keep=T + 1)
+    out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False, logits_to_keep=T + 1)
     return out.logits[:, :T].double()
 
 
@@ -293,10 +282,19 @@ def test_exact_label_logprobs_equal_generate_scores(tiny, space, prompts):
 
     torch.manual_seed(7)
     out = model.generate(
-        input_ids=batch.ids, attention_mask=batch.mask, prefix_allowed_tokens_fn=allowed,
-        do_sample=True, top_k=0, top_p=1.0, temperature=1.0, num_return_sequences=G, max_new_tokens=8,
-        output_scores=True, return_dict_in_generate=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        input_ids=batch.ids,
+        attention_mask=batch.mask,
+        prefix_allowed_tokens_fn=allowed,
+        do_sample=True,
+        top_k=0,
+        top_p=1.0,
+        temperature=1.0,
+        num_return_sequences=G,
+        max_new_tokens=8,
+        output_scores=True,
+        return_dict_in_generate=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     generated = out.sequences[:, width:]
     seen = set()

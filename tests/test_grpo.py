@@ -23,17 +23,7 @@ from pokerlib.model import frozen_copy
 # --- independent reference implementations ------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread while this module runs, then the previous setting back.
-
-    The tiny model's kernels are too small to gain from threads, and on a shared 2-core machine OpenMP
-    spin-waiting made them up to ten times slower.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def objective(logp, old_logp, advantages, mask, ref_logp=None, beta=0.0, epsilon=0.2):
@@ -81,8 +71,11 @@ def reference_token_logprobs(model, tokenizer, prompts, rows, tokens, mask, allo
     ids = torch.cat([enc.input_ids[rows], tokens], dim=1)
     attention = torch.cat([enc.attention_mask[rows], mask.long()], dim=1)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
-                   logits_to_keep=T + 1).logits[:, :T].double()
+    logits = (
+        model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False, logits_to_keep=T + 1)
+        .logits[:, :T]
+        .double()
+    )
     if allowed is not None:
         keep = torch.ones_like(logits, dtype=torch.bool)
         for n in range(tokens.shape[0]):
@@ -284,15 +277,23 @@ def test_grpo_step_update_equals_the_independent_formula(tiny, space, models, mo
     B, G, lr = len(LABELS_FOR_STEP), 8, 2.0
     examples = pick(LABELS_FOR_STEP)
     cfg = RunConfig(
-        model="tiny", batch_size=B, num_generations=G, learning_rate=lr, max_grad_norm=1e9, decoding=decoding,
-        logprob_space=logprob_space, kl_mode=kl_mode, beta=beta, num_iterations=iterations, epsilon=epsilon,
+        model="tiny",
+        batch_size=B,
+        num_generations=G,
+        learning_rate=lr,
+        max_grad_norm=1e9,
+        decoding=decoding,
+        logprob_space=logprob_space,
+        kl_mode=kl_mode,
+        beta=beta,
+        num_iterations=iterations,
+        epsilon=epsilon,
         entropy_coef=entropy_coef,
     )
     optimizer = torch.optim.SGD(policy.parameters(), lr=lr, momentum=0.0)
     rollouts = capture(monkeypatch, "exact_rollout" if decoding == "constrained" else "generate_rollout")
     torch.manual_seed(3)  # generate (positional) uses the global generator
-    metrics = grpo_step(policy, reference, optimizer, tokenizer, space, examples, cfg,
-                        torch.Generator().manual_seed(3))
+    metrics = grpo_step(policy, reference, optimizer, tokenizer, space, examples, cfg, torch.Generator().manual_seed(3))
     assert len(rollouts) == 1
     rollout = rollouts[0][2]
     rows, tokens, mask = rollout.rows.cpu(), rollout.tokens, rollout.mask
@@ -301,15 +302,16 @@ def test_grpo_step_update_equals_the_independent_formula(tiny, space, models, mo
     # Rewards, shaping and advantages, from the completions' tokens.
     prompts = [e.prompt for e in examples]
     texts = [tokenizer.decode(t[m], skip_special_tokens=True) for t, m in zip(tokens, mask, strict=True)]
-    rewards = torch.tensor([strict_reward(texts[n], examples[n // G].label) for n in range(B * G)],
-                           dtype=torch.float64)
+    rewards = torch.tensor([strict_reward(texts[n], examples[n // G].label) for n in range(B * G)], dtype=torch.float64)
     assert metrics["reward"] == pytest.approx(rewards.mean().item())
     if decoding == "constrained":
         assert metrics["frac_reward_zero_std"] < 1, "pick seeds so that some group has different rewards"
     rule = None
     if logprob_space == "constrained":
+
         def rule(prefix):
             return space.allowed(prefix, decoding)
+
     logp, entropy = reference_token_logprobs(start, tokenizer, prompts, rows, tokens, mask, rule)
     old_logp = logp.detach()
     with torch.no_grad():
@@ -372,8 +374,16 @@ def test_grpo_step_update_equals_the_independent_formula(tiny, space, models, mo
 def test_buggy_reward_gives_zero_variance_groups_and_no_update(tiny, space):
     model, tokenizer = tiny
     policy = copy.deepcopy(model)
-    cfg = RunConfig(model="tiny", reward="buggy", decoding="free", dataset="uniform", batch_size=4,
-                    num_generations=4, learning_rate=1e-2, weight_decay=0.1)
+    cfg = RunConfig(
+        model="tiny",
+        reward="buggy",
+        decoding="free",
+        dataset="uniform",
+        batch_size=4,
+        num_generations=4,
+        learning_rate=1e-2,
+        weight_decay=0.1,
+    )
     train, _ = make_splits("uniform", 1, 1, seed=5)
     examples = train[:4]
     golds = [e.label for e in examples]
@@ -381,8 +391,9 @@ def test_buggy_reward_gives_zero_variance_groups_and_no_update(tiny, space):
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     state = {k: v.clone() for k, v in policy.state_dict().items()}
     torch.manual_seed(0)
-    metrics = grpo_step(policy, frozen_copy(model), optimizer, tokenizer, space, examples, cfg,
-                        torch.Generator().manual_seed(0))
+    metrics = grpo_step(
+        policy, frozen_copy(model), optimizer, tokenizer, space, examples, cfg, torch.Generator().manual_seed(0)
+    )
     assert metrics["frac_reward_zero_std"] == 1.0
     assert metrics["loss"] == 0.0
     assert metrics["updated"] == 0.0
@@ -404,8 +415,11 @@ def test_buggy_reward_gives_zero_variance_groups_and_no_update(tiny, space):
 # --- class weights against group std scaling -----------------------------------------------------
 
 
-@pytest.mark.parametrize("scale_rewards, beta", [("group", 0.0), ("none", 0.0), ("group", 1.0)],
-                         ids=["group-scaling", "no-scaling", "group-scaling-kl-in-reward"])
+@pytest.mark.parametrize(
+    "scale_rewards, beta",
+    [("group", 0.0), ("none", 0.0), ("group", 1.0)],
+    ids=["group-scaling", "no-scaling", "group-scaling-kl-in-reward"],
+)
 def test_class_weights_cancel_under_group_scaling_only(tiny, space, models, monkeypatch, scale_rewards, beta):
     """SPEC: with std scaling a group's rewards are 0 or one weight, so the weight cancels; weights matter
     with `scale_rewards: none` or when the KL term is folded into the reward."""
@@ -416,12 +430,29 @@ def test_class_weights_cancel_under_group_scaling_only(tiny, space, models, monk
     weights = torch.tensor([LABEL_WEIGHTS[e.label] for e in examples], dtype=torch.float64)
     advantages, updates, samples = {}, {}, {}
     for class_weights in (True, False):
-        cfg = RunConfig(model="tiny", batch_size=B, num_generations=G, learning_rate=lr, max_grad_norm=1e9,
-                        class_weights=class_weights, scale_rewards=scale_rewards, beta=beta, kl_mode="reward")
+        cfg = RunConfig(
+            model="tiny",
+            batch_size=B,
+            num_generations=G,
+            learning_rate=lr,
+            max_grad_norm=1e9,
+            class_weights=class_weights,
+            scale_rewards=scale_rewards,
+            beta=beta,
+            kl_mode="reward",
+        )
         policy = copy.deepcopy(base)
         losses = capture(monkeypatch, "grpo_loss")
-        metrics = grpo_step(policy, reference, torch.optim.SGD(policy.parameters(), lr=lr), tokenizer,
-                            space, examples, cfg, torch.Generator().manual_seed(21))
+        metrics = grpo_step(
+            policy,
+            reference,
+            torch.optim.SGD(policy.parameters(), lr=lr),
+            tokenizer,
+            space,
+            examples,
+            cfg,
+            torch.Generator().manual_seed(21),
+        )
         monkeypatch.undo()
         assert metrics["updated"] == 1.0 and metrics["frac_reward_zero_std"] <= 0.5
         advantages[class_weights] = losses[0][0][2].double().view(B, G)
@@ -467,8 +498,16 @@ def test_config_unknown_key_names_the_closest_match_and_the_valid_keys():
 
 @pytest.mark.parametrize(
     "key, value",
-    [("num_steps", "10"), ("class_weights", "yes"), ("learning_rate", True), ("num_steps", 1.5),
-     ("batch_size", True), ("decoding", 1), ("beta", "0.1"), ("class_weights", 1)],
+    [
+        ("num_steps", "10"),
+        ("class_weights", "yes"),
+        ("learning_rate", True),
+        ("num_steps", 1.5),
+        ("batch_size", True),
+        ("decoding", 1),
+        ("beta", "0.1"),
+        ("class_weights", 1),
+    ],
 )
 def test_config_wrong_type_raises_type_error_naming_the_key(key, value):
     with pytest.raises(TypeError, match=key):
@@ -477,9 +516,20 @@ def test_config_wrong_type_raises_type_error_naming_the_key(key, value):
 
 @pytest.mark.parametrize(
     "key, value",
-    [("batch_size", 0), ("decoding", "greedy"), ("num_generations", 1), ("learning_rate", 0.0),
-     ("max_grad_norm", -1.0), ("beta", -0.1), ("kl_mode", "both"), ("logprob_space", "partial"),
-     ("scale_rewards", "batch"), ("reward", "lenient"), ("num_iterations", 0), ("dataset", "skewed")],
+    [
+        ("batch_size", 0),
+        ("decoding", "greedy"),
+        ("num_generations", 1),
+        ("learning_rate", 0.0),
+        ("max_grad_norm", -1.0),
+        ("beta", -0.1),
+        ("kl_mode", "both"),
+        ("logprob_space", "partial"),
+        ("scale_rewards", "batch"),
+        ("reward", "lenient"),
+        ("num_iterations", 0),
+        ("dataset", "skewed"),
+    ],
 )
 def test_config_out_of_range_raises_value_error_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):

@@ -13,14 +13,20 @@ from conftest import run_cli
 from pokerlib.render import cell_options, tex_to_mathml
 from pokerlib.runner import ROOT, VARIANTS
 
-HEADINGS = ["The task", "GRPO in one screen", "Version 1: a reward that never read the answer",
-            "Constrained decoding: a trie, not a position rule", "Results", "Discussion"]
+HEADINGS = [
+    "The task",
+    "GRPO in one screen",
+    "Version 1: a reward that never read the answer",
+    "Constrained decoding: a trie, not a position rule",
+    "Results",
+    "Discussion",
+]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRE_BROWSER = os.environ.get("POKERLIB_REQUIRE_BROWSER") == "1"  # set by .ci/run
 
 
 def test_cell_options_are_split_off():
-    source = "#| echo: false\n#| fig-cap: \"A: b\"\n#| tags: [parameters]\nx = 1\n#| not: an option"
+    source = '#| echo: false\n#| fig-cap: "A: b"\n#| tags: [parameters]\nx = 1\n#| not: an option'
     options, code = cell_options(source)
     assert options == {"echo": False, "fig-cap": "A: b", "tags": ["parameters"]}
     assert code == "x = 1\n#| not: an option"
@@ -64,8 +70,7 @@ def test_report_renders_from_reference_runs(tmp_path):
 
 
 def test_render_errors_name_the_problem(tmp_path):
-    missing = run_cli("render", "report.qmd", "-P", f"runs_dir={tmp_path}", "-o", str(tmp_path / "r.html"),
-                      check=False)
+    missing = run_cli("render", "report.qmd", "-P", f"runs_dir={tmp_path}", "-o", str(tmp_path / "r.html"), check=False)
     assert missing.returncode != 0 and "is not a complete run" in missing.stderr + missing.stdout
     assert not (tmp_path / "r.html").exists()
 
@@ -79,9 +84,17 @@ def test_report_in_a_real_browser(smoke_report, tmp_path):
 
     errors, requests = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

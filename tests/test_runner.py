@@ -54,15 +54,33 @@ def test_missing_params_file(tmp_path):
 
 def test_params_files_match_spec_variants():
     v1, v2, v3 = (yaml.safe_load((ROOT / "params" / f"{v}.yaml").read_text()) for v in VARIANTS)
-    shared = dict(num_steps=100, batch_size=4, num_generations=4, learning_rate=1e-5, max_grad_norm=1.0,
-                  dtype="float32", class_weights=True, model="bundled")
+    shared = dict(
+        num_steps=100,
+        batch_size=4,
+        num_generations=4,
+        learning_rate=1e-5,
+        max_grad_norm=1.0,
+        dtype="float32",
+        class_weights=True,
+        model="bundled",
+    )
     for params in (v1, v2, v3):
         assert shared.items() <= params.items()
     assert (v1["dataset"], v1["decoding"], v1["max_new_tokens"], v1["reward"], v1["beta"]) == (
-        "uniform", "free", 8, "buggy", 0.0)
+        "uniform",
+        "free",
+        8,
+        "buggy",
+        0.0,
+    )
     assert (v2["dataset"], v2["decoding"], v2["reward"], v2["beta"]) == ("balanced", "constrained", "strict", 0.0)
     assert (v3["dataset"], v3["decoding"], v3["reward"], v3["beta"], v3["kl_mode"]) == (
-        "balanced", "constrained", "strict", 0.1, "reward")
+        "balanced",
+        "constrained",
+        "strict",
+        0.1,
+        "reward",
+    )
 
 
 def test_run_all_writes_every_artifact(smoke_runs):
@@ -73,8 +91,16 @@ def test_run_all_writes_every_artifact(smoke_runs):
         assert marker["params"] == params and params["model"] == "tiny" and params["num_steps"] == 3
         log = pd.read_csv(run / "train_log.csv")
         assert list(log["step"]) == [1, 2, 3]
-        for column in ["reward", "reward_std", "frac_reward_zero_std", "loss", "kl", "entropy", "grad_norm",
-                       "step_seconds"] + [f"samples/{label}" for label in LABELS]:
+        for column in [
+            "reward",
+            "reward_std",
+            "frac_reward_zero_std",
+            "loss",
+            "kl",
+            "entropy",
+            "grad_norm",
+            "step_seconds",
+        ] + [f"samples/{label}" for label in LABELS]:
             assert column in log.columns, column
         assert (log[[f"samples/{label}" for label in [*LABELS, "invalid"]]].sum(axis=1) == 4 * 4).all()
         evaluation = json.loads((run / "eval.json").read_text())
@@ -110,8 +136,9 @@ def test_identical_run_is_skipped_and_force_reruns(smoke_runs):
     proc = cli("run-all", *SMOKE, "--runs-dir", str(smoke_runs))
     assert proc.stdout.count("skip ") == 3
     assert (smoke_runs / "v2_balanced" / MARKER).read_text() == before
-    changed = cli("run", "params/v2_balanced.yaml", *SMOKE, "--set", "seed=1", "--runs-dir", str(smoke_runs),
-                  check=False)
+    changed = cli(
+        "run", "params/v2_balanced.yaml", *SMOKE, "--set", "seed=1", "--runs-dir", str(smoke_runs), check=False
+    )
     assert changed.returncode == 1 and "--force" in changed.stderr
 
 
@@ -124,8 +151,13 @@ def test_same_seed_gives_identical_training_logs(smoke_runs, tmp_path):
 
 def test_killed_run_leaves_no_marker_and_is_rerun(tmp_path):
     args = ["run", "params/v2_balanced.yaml", *SMOKE, "--set", "num_steps=500", "--runs-dir", str(tmp_path)]
-    proc = subprocess.Popen([sys.executable, "-m", "pokerlib", *args], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pokerlib", *args],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     run = tmp_path / "v2_balanced"
     deadline = time.time() + 300
     while not (run / "grpo_poker.ipynb").exists() and time.time() < deadline:
@@ -142,8 +174,22 @@ def test_failed_run_exits_nonzero_and_keeps_notebook(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     env = {**os.environ, "POKERLIB_CACHE": str(blocker)}  # the tokenizer cache cannot be written
-    proc = subprocess.run([sys.executable, "-m", "pokerlib", "run", "params/v2_balanced.yaml", *SMOKE,
-                           "--runs-dir", str(tmp_path / "runs")], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pokerlib",
+            "run",
+            "params/v2_balanced.yaml",
+            *SMOKE,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     run = tmp_path / "runs" / "v2_balanced"
     assert proc.returncode == 1 and "failed" in proc.stderr
     assert (run / "grpo_poker.ipynb").exists() and not (run / MARKER).exists()
