@@ -16,11 +16,11 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check pokerlib tests
+	$(PY) -m ruff check pokerlib tests scripts
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check pokerlib tests
+	$(PY) -m ruff check pokerlib tests scripts
 
 RESULTS ?= results
 

@@ -116,3 +116,19 @@ def test_report_in_a_real_browser(smoke_report, tmp_path):
     for heading in HEADINGS:
         assert heading in headings
     assert (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+def test_readme_numbers_come_from_the_committed_runs():
+    import importlib.util
+    import json
+
+    from pokerlib.bench import format_table
+
+    spec = importlib.util.spec_from_file_location("readme_assets", ROOT / "scripts" / "readme_assets.py")
+    assets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(assets)
+    readme = (ROOT / "README.md").read_text()
+    assert assets.results_table(ROOT / "results") in readme
+    assert (ROOT / "results" / "reward_curves.png").stat().st_size > 10_000 and "results/reward_curves.png" in readme
+    bench = json.loads((ROOT / "results" / "bench.json").read_text())
+    assert format_table(bench["rows"]) in readme
