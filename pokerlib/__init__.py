@@ -1,8 +1,18 @@
-"""pokerlib: the domain (cards, oracle, data) and the algorithm (decoding, GRPO) behind the report."""
+"""pokerlib: the domain (cards, oracle, data) and the algorithm (decoding, GRPO) behind the report.
+
+Data flows one way: params -> config -> data -> model -> training -> evaluation -> artifacts -> report.
+"""
 
 from .cards import DECK, RANKS, SUITS, parse_card, parse_hand
+from .config import RunConfig
 from .data import Example, build_prompt, make_splits, sample_hand
+from .evaluate import evaluate
+from .grpo import group_advantages, grpo_loss, grpo_step
+from .labels import build_label_space
+from .model import frozen_copy, load_model
 from .oracle import EXPECTED_COUNTS, LABEL_WEIGHTS, LABELS, classify_hand
+from .rewards import compute_rewards
+from .train import train
 
 __all__ = [
     "DECK",
@@ -12,10 +22,20 @@ __all__ = [
     "RANKS",
     "SUITS",
     "Example",
+    "RunConfig",
+    "build_label_space",
     "build_prompt",
     "classify_hand",
+    "compute_rewards",
+    "evaluate",
+    "frozen_copy",
+    "group_advantages",
+    "grpo_loss",
+    "grpo_step",
+    "load_model",
     "make_splits",
     "parse_card",
     "parse_hand",
     "sample_hand",
+    "train",
 ]
