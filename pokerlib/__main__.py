@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "render":
+        from nbclient.exceptions import CellExecutionError
+
         from .render import render as render_report
         from .runner import parse_overrides
 
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             render_report(args.qmd, args.output, params)
         except (ValueError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
+            return 1
+        except CellExecutionError as err:  # the report's own code failed: show its error, not nbclient's
+            print(f"error: report.qmd failed to execute: {err.ename}: {err.evalue}", file=sys.stderr)
             return 1
         return 0
 

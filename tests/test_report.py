@@ -71,7 +71,8 @@ def test_report_renders_from_reference_runs(tmp_path):
 
 def test_render_errors_name_the_problem(tmp_path):
     missing = run_cli("render", "report.qmd", "-P", f"runs_dir={tmp_path}", "-o", str(tmp_path / "r.html"), check=False)
-    assert missing.returncode != 0 and "is not a complete run" in missing.stderr + missing.stdout
+    assert missing.returncode == 1 and "is not a complete run" in missing.stderr
+    assert "Traceback" not in missing.stderr
     assert not (tmp_path / "r.html").exists()
 
 
