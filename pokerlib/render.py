@@ -121,7 +121,7 @@ def _apply_options(nb, defaults: dict, math: MathStash) -> None:
             cell.source = math.hide(cell.source)
         if options.get("include") is False:
             continue
-        if options.get("echo") is False or "parameters" in cell.metadata.get("tags", []):
+        if options.get("echo") is False or {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
             cell.metadata.setdefault("tags", []).append("remove_input")
         if options.get("output") is False:
             cell.outputs = []
