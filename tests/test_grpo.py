@@ -267,6 +267,18 @@ STEP_CASES = {
 LABELS_FOR_STEP = ["full house", "flush", "two pair"]
 
 
+def sgd_config(batch_size: int, num_generations: int, learning_rate: float, **overrides) -> RunConfig:
+    """A tiny-model config whose update is plain SGD on the objective: no gradient clipping in effect."""
+    return RunConfig(
+        model="tiny",
+        batch_size=batch_size,
+        num_generations=num_generations,
+        learning_rate=learning_rate,
+        max_grad_norm=1e9,
+        **overrides,
+    )
+
+
 @pytest.mark.parametrize("case", list(STEP_CASES), ids=list(STEP_CASES))
 def test_grpo_step_update_equals_the_independent_formula(tiny, space, models, monkeypatch, case):
     decoding, logprob_space, kl_mode, beta, iterations, epsilon, entropy_coef = STEP_CASES[case]
@@ -276,12 +288,10 @@ def test_grpo_step_update_equals_the_independent_formula(tiny, space, models, mo
     start = copy.deepcopy(base)  # the expected update is computed on this copy
     B, G, lr = len(LABELS_FOR_STEP), 8, 2.0
     examples = pick(LABELS_FOR_STEP)
-    cfg = RunConfig(
-        model="tiny",
-        batch_size=B,
-        num_generations=G,
-        learning_rate=lr,
-        max_grad_norm=1e9,
+    cfg = sgd_config(
+        B,
+        G,
+        lr,
         decoding=decoding,
         logprob_space=logprob_space,
         kl_mode=kl_mode,
@@ -430,12 +440,10 @@ def test_class_weights_cancel_under_group_scaling_only(tiny, space, models, monk
     weights = torch.tensor([LABEL_WEIGHTS[e.label] for e in examples], dtype=torch.float64)
     advantages, updates, samples = {}, {}, {}
     for class_weights in (True, False):
-        cfg = RunConfig(
-            model="tiny",
-            batch_size=B,
-            num_generations=G,
-            learning_rate=lr,
-            max_grad_norm=1e9,
+        cfg = sgd_config(
+            B,
+            G,
+            lr,
             class_weights=class_weights,
             scale_rewards=scale_rewards,
             beta=beta,
