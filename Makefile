@@ -16,21 +16,25 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check pokerlib tests scripts
+	$(PY) -m ruff check pokerlib analysis tests scripts
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check pokerlib tests scripts
+	$(PY) -m ruff check pokerlib analysis tests scripts
 
 RESULTS ?= results
 
 bench: $(STAMP)
-	$(PY) -m pokerlib bench
+	$(PY) -m pokerlib bench --precision float32 bf16 --out $(RESULTS)/bench.json
 
-# Reuses the committed reference runs in $(RESULTS)/ (a changed library or notebook asks for --force),
-# then renders with Quarto when it is installed, else with the offline renderer.
+# Reuses the committed reference runs in $(RESULTS)/ (a changed library or notebook asks for --force):
+# the three original variants and v4 with three seeds each, the SFT yardstick with two, and the search.
+# Then renders with Quarto when it is installed, else with the offline renderer.
 report: $(STAMP)
-	$(PY) -m pokerlib run-all --runs-dir $(RESULTS)
+	$(PY) -m pokerlib run-all --seeds 0 1 2 --runs-dir $(RESULTS)
+	$(PY) -m pokerlib run-all --variants v4_extended --seeds 0 1 2 --runs-dir $(RESULTS)
+	$(PY) -m pokerlib run-all --variants v4_sft --seeds 0 1 --runs-dir $(RESULTS)
+	$(PY) scripts/search.py --runs-dir $(RESULTS)
 	@if command -v quarto >/dev/null 2>&1; then \
 		quarto render report.qmd -P runs_dir:$(RESULTS) && echo "report: $(CURDIR)/_output/report.html"; \
 	else \

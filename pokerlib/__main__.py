@@ -22,7 +22,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="a params file applied on top of each variant, e.g. params/smoke.yaml",
     )
-    p.add_argument("--seed", type=int, help="override the seed (the run name gets a -seedN suffix)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="override the seed (the run name gets a -seedN suffix)")
+    seeds.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="run each variant once per seed, into <name>/seed<N>/ (the report aggregates them)",
+    )
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--force", action="store_true", help="re-run even if an identical complete run exists")
 
@@ -35,11 +43,24 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--name", help="run folder name (default: the params file's name)")
     _add_run_options(run)
     run_all = sub.add_parser("run-all", help="run the three variants of the original experiment")
+    run_all.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="NAME",
+        help="params/<NAME>.yaml to run instead of the three originals, e.g. v4_extended v4_sft",
+    )
     _add_run_options(run_all)
     bench = sub.add_parser("bench", help="time the original GRPO step against ours (bundled model)")
     bench.add_argument("--model", default="bundled")
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--out", help="also write the table as JSON here, e.g. results/bench.json")
+    bench.add_argument(
+        "--precision",
+        nargs="+",
+        choices=("float32", "bf16"),
+        default=["float32"],
+        help="float32 (default), bf16 (bfloat16 autocast for both methods), or both",
+    )
     render = sub.add_parser("render", help="render report.qmd to HTML offline (no Quarto needed)")
     render.add_argument("qmd", nargs="?", default="report.qmd")
     render.add_argument(
@@ -73,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from .bench import main as bench_main
 
-        bench_main(model=args.model, repeats=args.repeats, out=args.out)
+        bench_main(model=args.model, repeats=args.repeats, out=args.out, precisions=args.precision)
         return 0
 
     from .model import check_source
@@ -85,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             jobs = [(Path(args.params), args.name or Path(args.params).stem)]
         else:
-            jobs = [(PARAMS_DIR / f"{v}.yaml", v) for v in VARIANTS]
-        suffix = f"-seed{args.seed}" if args.seed is not None else ""
+            jobs = [(PARAMS_DIR / f"{v}.yaml", v) for v in args.variants or VARIANTS]
+        if args.seeds:
+            seeded = [(path, f"{name}/seed{seed}", seed) for path, name in jobs for seed in args.seeds]
+        else:
+            suffix = f"-seed{args.seed}" if args.seed is not None else ""
+            seeded = [(path, name + suffix, args.seed) for path, name in jobs]
         # Validate every job before running any of them.
-        configs = [(resolve_config(path, overrides, args.seed), name + suffix) for path, name in jobs]
+        configs = [(resolve_config(path, overrides, seed), name) for path, name, seed in seeded]
         for cfg, _ in configs:
             check_source(cfg.model)
         for cfg, name in configs:

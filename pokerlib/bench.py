@@ -25,7 +25,7 @@ from .grpo import group_advantages, grpo_step
 from .labels import build_label_space
 from .model import frozen_copy, load_model
 from .rewards import compute_rewards
-from .scoring import encode_prompts
+from .scoring import encode_prompts, forward_precision
 from .train import make_optimizer
 
 
@@ -68,7 +68,7 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
     B, G = len(examples), cfg.num_generations
     batch = encode_prompts(tokenizer, [e.prompt for e in examples])
     width = batch.ids.shape[1]
-    with torch.no_grad():  # G full copies of every prompt through generate, as the original
+    with torch.no_grad(), forward_precision(policy, cfg.bf16):  # G full copies of each prompt, as the original
         ids = policy.generate(
             input_ids=batch.ids,
             attention_mask=batch.mask,
@@ -85,7 +85,8 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
     rewards, _ = compute_rewards([e.prompt for e in examples for _ in range(G)], texts, golds)
     advantages = group_advantages(rewards.view(B, G)).view(-1)
     mask = torch.cat([batch.mask.repeat_interleave(G, dim=0), torch.ones_like(completions)], dim=1)
-    logits = policy(input_ids=ids, attention_mask=mask).logits  # no position ids, full logits, as the original
+    with forward_precision(policy, cfg.bf16):
+        logits = policy(input_ids=ids, attention_mask=mask).logits  # no position ids, full logits, as the original
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
     completion = logp[:, width - 1 :] * (completions != tokenizer.pad_token_id)
     loss = -(advantages * completion.sum(dim=1)).mean()
@@ -95,8 +96,12 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
     optimizer.step()
 
 
-def run_benchmark(model: str = "bundled", batch_size: int = 4, generations=(4, 16), repeats: int = 3) -> list[dict]:
-    """Seconds per step and peak RSS for both methods at each G, interleaved; returns table rows."""
+def run_benchmark(
+    model: str = "bundled", batch_size: int = 4, generations=(4, 16), repeats: int = 3, bf16: bool = False
+) -> list[dict]:
+    """Seconds per step and peak RSS for both methods at each G, interleaved; returns table rows.
+
+    With bf16, both methods run their forward passes under bfloat16 autocast (weights stay float32)."""
     policy, tokenizer = load_model(model, device="cpu")
     reference = frozen_copy(policy)
     space = build_label_space(tokenizer)
@@ -106,7 +111,7 @@ def run_benchmark(model: str = "bundled", batch_size: int = 4, generations=(4, 1
     torch.manual_seed(0)
     times: dict[tuple[str, int], list[float]] = {}
     peaks: dict[tuple[str, int], int] = {}
-    base = RunConfig(model=model, batch_size=batch_size, decoding="constrained", logprob_space="full")
+    base = RunConfig(model=model, batch_size=batch_size, decoding="constrained", logprob_space="full", bf16=bf16)
     optimizer = make_optimizer(policy, base)  # shared by both methods
 
     def ours(cfg: RunConfig) -> None:
@@ -137,6 +142,7 @@ def run_benchmark(model: str = "bundled", batch_size: int = 4, generations=(4, 1
             rows.append(
                 {
                     "method": name,
+                    "precision": "bf16 autocast" if bf16 else "float32",
                     "B": batch_size,
                     "G": g,
                     "seconds": seconds,
@@ -148,19 +154,25 @@ def run_benchmark(model: str = "bundled", batch_size: int = 4, generations=(4, 1
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| method | B | G | seconds/step (median) | speedup vs original | peak RSS |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | precision | B | G | seconds/step (median) | speedup vs original | peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['B']} | {r['G']} | {r['seconds']:.2f} | {r['speedup']:.1f}x "
+            f"| {r['method']} | {r.get('precision', 'float32')} | {r['B']} | {r['G']} | {r['seconds']:.2f} "
+            f"| {r['speedup']:.1f}x "
             f"| {r['peak_rss_gb']:.2f} GB |"
         )
     return "\n".join(lines)
 
 
-def main(model: str = "bundled", repeats: int = 3, out: str | None = None) -> None:
+def main(model: str = "bundled", repeats: int = 3, out: str | None = None, precisions=("float32",)) -> None:
     threads = torch.get_num_threads()
-    print(f"benchmark: model={model}, torch threads={threads}, float32, B=4, G in (4, 16)")
-    rows = run_benchmark(model=model, repeats=repeats)
+    rows = []
+    for precision in precisions:
+        print(f"benchmark: model={model}, torch threads={threads}, {precision}, B=4, G in (4, 16)", flush=True)
+        rows += run_benchmark(model=model, repeats=repeats, bf16=precision == "bf16")
     print(format_table(rows))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "logprob_space": ("full", "constrained"),
     "batch_sampling": ("random", "stratified"),
     "dtype": ("float32", "bfloat16"),
+    "objective": ("grpo", "sft"),
 }
 
 
@@ -27,6 +28,7 @@ class RunConfig:
 
     model: str = "bundled"  # bundled | tiny | a hub id | a local folder
     seed: int = 0
+    objective: str = "grpo"  # grpo | sft (cross-entropy on the gold label under the trie: a yardstick)
     dataset: str = "balanced"
     n_per_class_train: int = 300
     n_per_class_eval: int = 50
@@ -48,7 +50,8 @@ class RunConfig:
     epsilon: float = 0.2  # ratio clipping, active when num_iterations > 1
     num_iterations: int = 1
     entropy_coef: float = 0.0
-    dtype: str = "float32"
+    dtype: str = "float32"  # the weights' dtype
+    bf16: bool = False  # bfloat16 autocast for forward passes (mixed precision); weights stay in dtype
     device: str = "auto"
     eval_batch_size: int = 32
 
@@ -89,6 +92,8 @@ class RunConfig:
                 "logprob_space 'constrained' needs a constrained decoding; free decoding has no choices "
                 "to renormalize over: use logprob_space 'full'"
             )
+        if self.objective == "sft" and self.decoding != "constrained":
+            raise ValueError("objective 'sft' trains on the gold label under the trie: use decoding 'constrained'")
         if self.batch_sampling == "stratified" and self.dataset != "balanced":
             raise ValueError("batch_sampling 'stratified' needs dataset 'balanced'")
 

@@ -11,7 +11,7 @@ from .labels import LabelSpace
 from .oracle import LABELS
 from .rewards import compute_rewards, extract_strict
 from .sampling import exact_label_logprobs, generate_rollout
-from .scoring import encode_prompts, prompt_pass
+from .scoring import encode_prompts, forward_precision, prompt_pass
 
 INVALID = "invalid"
 
@@ -56,7 +56,8 @@ def evaluate(model, tokenizer, space: LabelSpace, examples: list[Example], cfg: 
     size = cfg.eval_batch_size
     for start in tqdm(range(0, len(examples), size), desc=desc, leave=False):
         chunk = examples[start : start + size]
-        texts = greedy_completions(model, tokenizer, space, [e.prompt for e in chunk], cfg)
+        with forward_precision(model, cfg.bf16):
+            texts = greedy_completions(model, tokenizer, space, [e.prompt for e in chunk], cfg)
         rewards, extracted = compute_rewards(
             [e.prompt for e in chunk], texts, [e.label for e in chunk], cfg.reward, cfg.class_weights
         )

@@ -18,7 +18,7 @@ from .sampling import (
     rollout_token_logprobs,
     sample_exact,
 )
-from .scoring import encode_prompts, prompt_pass
+from .scoring import encode_prompts, forward_precision, prompt_pass
 
 ADV_EPS = 1e-4  # as TRL
 
@@ -69,25 +69,35 @@ def label_histogram(texts: list[str]) -> dict[str, int]:
     return {f"samples/{label}": n for label, n in counts.items()}
 
 
-def _exact_metrics(label_logp, ref_label_logp, space: LabelSpace, tokenizer, examples, cfg) -> dict[str, float]:
-    """Expected reward, entropy and KL to the reference over the 8-label distribution, exactly."""
+def exact_metrics(label_logp, ref_label_logp, space: LabelSpace, tokenizer, examples, cfg) -> dict[str, float]:
+    """Exact quantities over the label distribution, before the update.
+
+    Expected reward, entropy and KL to the reference; and the greedy answer's accuracy on this
+    step's prompts, per class: hands not trained on yet (within the first epoch), so a learning curve.
+    """
     S = space.num_sequences
     texts = [tokenizer.decode(seq[:-1]) for seq in space.sequences]
     prompts = [e.prompt for e in examples for _ in range(S)]
     golds = [e.label for e in examples for _ in range(S)]
     seq_rewards, _ = compute_rewards(prompts, texts * len(examples), golds, cfg.reward, cfg.class_weights)
     seq_probs = label_logp.detach().float().exp().cpu()
-    index = space.label_index.expand(len(examples), -1)
-    label_probs = torch.zeros(len(examples), len(LABELS)).scatter_add_(1, index, seq_probs)
+    label_probs = space.label_probs(label_logp)
     logq = label_probs.clamp_min(1e-30).log()
+    gold = torch.tensor([LABELS.index(e.label) for e in examples])
+    correct = (space.greedy_labels(label_logp) == gold).float()
     metrics = {
         "exact_reward": (seq_probs * seq_rewards.view(-1, S)).sum(1).mean().item(),
         "exact_entropy": -(label_probs * logq).sum(1).mean().item(),
         "exact_kl": float("nan"),
+        "gold_prob": label_probs.gather(1, gold[:, None]).mean().item(),
+        "greedy_accuracy": correct.mean().item(),
     }
     if ref_label_logp is not None:
-        ref_probs = torch.zeros_like(label_probs).scatter_add_(1, index, ref_label_logp.float().exp().cpu())
+        ref_probs = space.label_probs(ref_label_logp)
         metrics["exact_kl"] = (label_probs * (logq - ref_probs.clamp_min(1e-30).log())).sum(1).mean().item()
+    for i, label in enumerate(LABELS):
+        of_class = gold == i
+        metrics[f"greedy_accuracy/{label}"] = correct[of_class].mean().item() if of_class.any() else float("nan")
     return metrics
 
 
@@ -114,38 +124,37 @@ def grpo_step(
     exact = cfg.decoding == "constrained"
     use_ref = cfg.beta > 0
 
-    pp = prompt_pass(policy, batch)
-    ref_pp = None
-    if use_ref:
-        with torch.no_grad():
-            ref_pp = prompt_pass(reference, batch)
-    label_logp = ref_label_logp = None
-    if exact:
-        label_logp = exact_label_logprobs(policy, pp, space)
-        rollout = exact_rollout(space, sample_exact(label_logp, G, generator), tokenizer)
+    with forward_precision(policy, cfg.bf16):  # a no-op unless bf16
+        pp = prompt_pass(policy, batch)
+        ref_pp = None
         if use_ref:
             with torch.no_grad():
-                ref_label_logp = exact_label_logprobs(reference, ref_pp, space)
-    else:
-        rollout = generate_rollout(policy, tokenizer, batch, space, cfg.decoding, G, cfg.max_new_tokens)
-    rollout.rows, rollout.tokens, rollout.mask = (t.to(device) for t in (rollout.rows, rollout.tokens, rollout.mask))
-    if rollout.allowed_ids is not None:
-        rollout.allowed_ids, rollout.allowed_valid = rollout.allowed_ids.to(device), rollout.allowed_valid.to(device)
+                ref_pp = prompt_pass(reference, batch)
+        label_logp = ref_label_logp = None
+        if exact:
+            label_logp = exact_label_logprobs(policy, pp, space)
+            rollout = exact_rollout(space, sample_exact(label_logp, G, generator), tokenizer)
+            if use_ref:
+                with torch.no_grad():
+                    ref_label_logp = exact_label_logprobs(reference, ref_pp, space)
+        else:
+            rollout = generate_rollout(policy, tokenizer, batch, space, cfg.decoding, G, cfg.max_new_tokens)
+        rollout = rollout.to(device)
 
-    prompts = [e.prompt for e in examples for _ in range(G)]
-    golds = [e.label for e in examples for _ in range(G)]
-    rewards, _ = compute_rewards(prompts, rollout.texts, golds, cfg.reward, cfg.class_weights)
-    mask = rollout.mask.to(device)
-    n_tokens = mask.sum(dim=1).clamp(min=1)
+        prompts = [e.prompt for e in examples for _ in range(G)]
+        golds = [e.label for e in examples for _ in range(G)]
+        rewards, _ = compute_rewards(prompts, rollout.texts, golds, cfg.reward, cfg.class_weights)
+        mask = rollout.mask.to(device)
+        n_tokens = mask.sum(dim=1).clamp(min=1)
 
-    logp, entropy = rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
-    old_logp = logp.detach()
-    ref_logp = None
-    kl_per_seq = torch.zeros(B * G)  # on the CPU, with the rewards
-    if use_ref:
-        with torch.no_grad():
-            ref_logp, _ = rollout_token_logprobs(reference, ref_pp, rollout, cfg.logprob_space)
-        kl_per_seq = ((old_logp - ref_logp) * mask).sum(1).cpu() / n_tokens.cpu()  # the original's estimate
+        logp, entropy = rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
+        old_logp = logp.detach()
+        ref_logp = None
+        kl_per_seq = torch.zeros(B * G)  # on the CPU, with the rewards
+        if use_ref:
+            with torch.no_grad():
+                ref_logp, _ = rollout_token_logprobs(reference, ref_pp, rollout, cfg.logprob_space)
+            kl_per_seq = ((old_logp - ref_logp) * mask).sum(1).cpu() / n_tokens.cpu()  # the original's estimate
     shaped = rewards - cfg.beta * kl_per_seq if use_ref and cfg.kl_mode == "reward" else rewards
     advantages = group_advantages(shaped.view(B, G), cfg.scale_rewards).view(-1).to(device)
     grouped = rewards.view(B, G)
@@ -157,8 +166,9 @@ def grpo_step(
     losses, clips, grad_norms = [], [], []
     for iteration in range(cfg.num_iterations):
         if iteration > 0:
-            pp = prompt_pass(policy, batch)
-            logp, entropy = rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
+            with forward_precision(policy, cfg.bf16):
+                pp = prompt_pass(policy, batch)
+                logp, entropy = rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
         loss, clip_ratio = grpo_loss(logp, old_logp, advantages, mask, loss_ref, cfg.beta, cfg.epsilon)
         mean_entropy = (entropy * mask).sum() / mask.sum()
         total = loss - cfg.entropy_coef * mean_entropy
@@ -185,7 +195,7 @@ def grpo_step(
         "completion_length": n_tokens.float().mean().item(),
     }
     if exact:
-        metrics.update(_exact_metrics(label_logp, ref_label_logp, space, tokenizer, examples, cfg))
+        metrics.update(exact_metrics(label_logp, ref_label_logp, space, tokenizer, examples, cfg))
     metrics.update(label_histogram(rollout.texts))
     metrics["step_seconds"] = time.perf_counter() - start
     return metrics

@@ -53,6 +53,16 @@ class LabelSpace:
         """Whether any non-empty prefix has several continuations (then later tokens carry probability)."""
         return any(len(c) > 1 for prefix, c in self.children.items() if prefix)
 
+    def label_probs(self, seq_logp: torch.Tensor) -> torch.Tensor:
+        """(B, 8) probability of each label: its sequences' probabilities (with and without a space) summed."""
+        probs = seq_logp.detach().float().exp().cpu()
+        index = self.label_index.expand(len(probs), -1)
+        return torch.zeros(len(probs), len(LABELS)).scatter_add_(1, index, probs)
+
+    def greedy_labels(self, seq_logp: torch.Tensor) -> torch.Tensor:
+        """(B,) label index of the most probable sequence: what greedy decoding answers (no later branching)."""
+        return self.label_index[seq_logp.detach().argmax(dim=1).cpu()]
+
     def allowed(self, generated: list[int] | tuple[int, ...], mode: str) -> list[int] | None:
         """Tokens allowed after `generated` completion tokens; None means every token (free)."""
         if mode == "free":

@@ -25,6 +25,11 @@ class Rollout:
     allowed_valid: torch.Tensor | None = None
     seq_index: torch.Tensor | None = None  # (N,) index into the label space (exact path only)
 
+    def to(self, device: torch.device | str) -> Rollout:
+        moved = {f: getattr(self, f) for f in ("rows", "tokens", "mask", "allowed_ids", "allowed_valid", "seq_index")}
+        moved = {f: t.to(device) if t is not None else None for f, t in moved.items()}
+        return Rollout(texts=self.texts, **moved)
+
 
 def exact_label_logprobs(model, pp: PromptPass, space: LabelSpace) -> torch.Tensor:
     """(B, S): log-probability of each label sequence under trie-constrained decoding, exactly."""

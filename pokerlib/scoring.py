@@ -26,6 +26,11 @@ class PromptBatch:
         return self.mask.sum(-1)
 
 
+def forward_precision(model, bf16: bool):
+    """bfloat16 autocast for forward passes (mixed precision: weights and optimizer stay in their dtype)."""
+    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 def encode_prompts(tokenizer, prompts: list[str], device: torch.device | str = "cpu") -> PromptBatch:
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     return PromptBatch(enc.input_ids.to(device), enc.attention_mask.to(device))

@@ -1,4 +1,4 @@
-"""The training loop: batches of prompts, one GRPO step each, a log row per step."""
+"""The training loop: batches of prompts, one GRPO (or supervised) step each, a log row per step."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .data import Example
 from .grpo import grpo_step
 from .labels import LabelSpace
 from .oracle import LABELS
+from .sft import sft_step
 
 
 def prompt_batches(examples: list[Example], cfg: RunConfig) -> Iterator[list[Example]]:
@@ -50,14 +51,18 @@ def train(
     on_step: Callable[[dict], None] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Run cfg.num_steps GRPO steps; a pure function of cfg.seed on a given machine."""
+    """Run cfg.num_steps steps of cfg.objective; a pure function of cfg.seed on a given machine."""
     torch.manual_seed(cfg.seed)  # generate() samples from the global generator
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(policy, cfg)
     log = []
-    bar = tqdm(total=cfg.num_steps, desc="GRPO", disable=not progress)
+    bar = tqdm(total=cfg.num_steps, desc=cfg.objective.upper(), disable=not progress)
     for step, batch in zip(range(1, cfg.num_steps + 1), prompt_batches(examples, cfg), strict=False):
-        row = {"step": step, **grpo_step(policy, reference, optimizer, tokenizer, space, batch, cfg, generator)}
+        if cfg.objective == "sft":
+            metrics = sft_step(policy, optimizer, tokenizer, space, batch, cfg, generator)
+        else:
+            metrics = grpo_step(policy, reference, optimizer, tokenizer, space, batch, cfg, generator)
+        row = {"step": step, **metrics}
         log.append(row)
         if on_step:
             on_step(row)

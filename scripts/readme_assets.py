@@ -2,13 +2,12 @@
 
     .venv/bin/python scripts/readme_assets.py [RUNS_DIR]   # default: results
 
-Writes RUNS_DIR/reward_curves.png and RUNS_DIR/summary.md; the README embeds both unedited, and a test
+Writes RUNS_DIR/accuracy_curves.png and RUNS_DIR/summary.md; the README embeds both unedited, and a test
 checks that the README's table is the one these runs produce.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,50 +15,83 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 
-VARIANTS = {"v1_buggy_reward": "v1 buggy reward", "v2_balanced": "v2 balanced", "v3_balanced_kl": "v3 balanced + KL"}
-ORIGINAL = {"v1_buggy_reward": (0.53, 0.53), "v2_balanced": (0.00, 0.25), "v3_balanced_kl": (0.03, 0.04)}
+from analysis import NAMES, ORIGINAL, format_ci, load_seeds, mutual_information_bits, plot_band  # noqa: E402
+
+ROWS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl", "v4_extended", "v4_sft")
+
+
+def minutes_range(runs: list[dict]) -> str:
+    """Wall time of training, shortest to longest seed: it depends on what else shared the CPU, not on the seed."""
+    minutes = [r["env"]["train_seconds"] / 60 for r in runs]
+    return f"{min(minutes):.1f}–{max(minutes):.1f} min" if len(minutes) > 1 else f"{minutes[0]:.1f} min"
 
 
 def results_table(runs_dir: Path) -> str:
     lines = [
-        "| variant | mean reward, reference → fine-tuned | accuracy, reference → fine-tuned "
-        "| original's reported reward | train time | run time |",
-        "|---|---|---|---|---|---|",
+        "| variant | seeds | mean reward, reference → fine-tuned | accuracy, reference → fine-tuned "
+        "| I(gold; answer), fine-tuned | original's reported reward | train time per seed |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for key, name in VARIANTS.items():
-        ev = json.loads((runs_dir / key / "eval.json").read_text())
-        env = json.loads((runs_dir / key / "env.json").read_text())
-        ref, ft = ev["reference"], ev["finetuned"]
-        before, after = ORIGINAL[key]
+    for key in ROWS:
+        runs = load_seeds(runs_dir, key)
+        ev = [r["eval"] for r in runs]
+        original = "{:.2f} → {:.2f}".format(*ORIGINAL[key]) if key in ORIGINAL else "-"
+
+        def change(metric: str) -> str:
+            return " → ".join(format_ci(e[model][metric] for e in ev) for model in ("reference", "finetuned"))  # noqa: B023
+
+        mutual = format_ci((mutual_information_bits(e["finetuned"]["confusion"]) for e in ev), 2)
+        minutes = minutes_range(runs)
         lines.append(
-            f"| {name} | {ref['mean_reward']:.3f} → {ft['mean_reward']:.3f} | {ref['accuracy']:.3f} → "
-            f"{ft['accuracy']:.3f} | {before:.2f} → {after:.2f} | {env['train_seconds'] / 60:.1f} min "
-            f"| {env['wall_seconds'] / 60:.1f} min |"
+            f"| {NAMES[key]} | {len(runs)} | {change('mean_reward')} | {change('accuracy')} | {mutual} bits "
+            f"| {original} | {minutes} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def reward_figure(runs_dir: Path, out: Path) -> None:
+def run_costs(runs_dir: Path) -> str:
+    """What each reference run cost: budget, precision, wall time and peak memory of the training process."""
+    lines = [
+        "| variant | seeds | steps × B × G | precision | torch threads | train time per seed | peak RSS, max |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in ROWS:
+        runs = load_seeds(runs_dir, key)
+        p = runs[0]["params"]
+        threads = sorted({r["env"]["torch_threads"] for r in runs})
+        lines.append(
+            f"| {NAMES[key]} | {len(runs)} | {p['num_steps']} × {p['batch_size']} × {p['num_generations']} "
+            f"| {'bf16 autocast' if p.get('bf16') else p['dtype']} | {', '.join(map(str, threads))} "
+            f"| {minutes_range(runs)} "
+            f"| {max(r['env']['peak_rss_gb'] for r in runs):.2f} GB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_figure(runs_dir: Path, out: Path) -> None:
+    """Greedy accuracy on each step's new training hands, by prompts seen: mean over seeds with a 95% band."""
     fig, ax = plt.subplots(figsize=(8, 3.4), dpi=110)
-    for key, name in VARIANTS.items():
-        log = pd.read_csv(runs_dir / key / "train_log.csv")
-        (line,) = ax.plot(log["step"], log["reward"], alpha=0.25)
-        ax.plot(log["step"], log["reward"].rolling(10, min_periods=1).mean(), color=line.get_color(), label=name)
+    for key in ROWS[1:]:
+        runs = load_seeds(runs_dir, key)
+        plot_band(ax, runs, "greedy_accuracy", 25, NAMES[key], x_scale=runs[0]["params"]["batch_size"])
+    ax.axhline(0.125, color="grey", linestyle=":", label="chance")
     ax.set(
-        xlabel="step", ylabel="mean reward of the samples", title="GRPO training reward (faint: per step; 10-step mean)"
+        xlabel="training prompts seen",
+        ylabel="greedy accuracy",
+        ylim=(0, 1),
+        title="Accuracy on each step's new training hands, before the update (25-step mean)",
     )
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
 
 
 def main(runs_dir: str = "results") -> None:
     root = Path(runs_dir)
-    (root / "summary.md").write_text(results_table(root))
-    reward_figure(root, root / "reward_curves.png")
+    (root / "summary.md").write_text(results_table(root) + "\n" + run_costs(root))
+    accuracy_figure(root, root / "accuracy_curves.png")
     print((root / "summary.md").read_text())
 
 

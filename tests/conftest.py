@@ -33,11 +33,14 @@ def bundled(pokerlib_cache):
 
 def run_cli(*args: str, check: bool = True, env: dict | None = None):
     """`python -m pokerlib ...` in a subprocess from the repository root (inherits the session cache)."""
+    import os
     import subprocess
     import sys
 
     from pokerlib.runner import ROOT
 
+    if env is None:  # one thread per kernel: tiny-model kernels gain nothing from more, and spin-waiting costs
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "pokerlib", *args], cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env
     )
@@ -48,9 +51,21 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None):
 
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory, pokerlib_cache):
-    """The three variants run end to end through papermill on params/smoke.yaml (tiny model, 3 steps)."""
+    """The reference layout on params/smoke.yaml (tiny model, 3 steps), through papermill: the three variants
+    and v4 (GRPO and SFT) with two seeds each, and two of the search runs."""
+    import os
+    import subprocess
+    import sys
+
+    from pokerlib.runner import ROOT
+
     runs = tmp_path_factory.mktemp("runs")
-    run_cli("run-all", "--overrides", "params/smoke.yaml", "--runs-dir", str(runs))
+    smoke = ("--overrides", "params/smoke.yaml", "--runs-dir", str(runs))
+    run_cli("run-all", "--seeds", "0", "1", *smoke)
+    run_cli("run-all", "--variants", "v4_extended", "v4_sft", "--seeds", "0", "1", *smoke)
+    search = [sys.executable, "scripts/search.py", "--only", "base", "kl_loss_0.1", *smoke]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(search, cwd=ROOT, check=True, capture_output=True, timeout=600, env=env)
     return runs
 
 

@@ -23,7 +23,7 @@ from pokerlib.sampling import (
     rollout_token_logprobs,
     sample_exact,
 )
-from pokerlib.scoring import encode_prompts, prompt_pass
+from pokerlib.scoring import encode_prompts, position_ids, prompt_pass
 
 # --- fixtures and independent reference computations ------------------------------------------
 
@@ -517,3 +517,18 @@ def test_left_padding_gives_the_same_logprobs_as_no_padding(tiny, space, prompts
             lp_alone, _ = rollout_token_logprobs(model, pp_alone, ro_alone, logprob_space)
             lp_padded, _ = rollout_token_logprobs(model, pp_padded, ro_padded, logprob_space)
             torch.testing.assert_close(lp_padded[:S], lp_alone, atol=1e-5, rtol=0)
+
+
+def test_missing_position_ids_only_shift_rotary_positions_so_logits_agree(tiny, prompts):
+    """The original passed no position ids for left-padded rows. Rotary embeddings see only the distance
+    between tokens and padding shifts a whole row alike, so the report can say this flaw was harmless."""
+    model, tokenizer = tiny
+    batch = encode_prompts(tokenizer, prompts[:3])
+    assert (batch.mask == 0).any(), "want a left-padded batch"
+    with torch.no_grad():
+        with_ids = model(input_ids=batch.ids, attention_mask=batch.mask, position_ids=position_ids(batch.mask))
+        without = model(input_ids=batch.ids, attention_mask=batch.mask)
+    real = batch.mask.bool()
+    torch.testing.assert_close(with_ids.logits[real], without.logits[real], atol=1e-4, rtol=0)
+    shifted = (position_ids(batch.mask) != torch.arange(batch.ids.shape[1])).any()
+    assert shifted, "the two runs must use different absolute positions"

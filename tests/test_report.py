@@ -18,8 +18,12 @@ HEADINGS = [
     "GRPO in one screen",
     "Version 1: a reward that never read the answer",
     "Constrained decoding: a trie, not a position rule",
-    "Results",
+    "Results at the original's budget",
+    "Beyond the original: a budget that learns",
+    "What did it learn?",
+    "Ablations",
     "Discussion",
+    "Appendix: the search behind v4",
 ]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRE_BROWSER = os.environ.get("POKERLIB_REQUIRE_BROWSER") == "1"  # set by .ci/run
@@ -62,7 +66,9 @@ def test_report_renders_from_smoke_runs(smoke_report):
 
 
 def test_report_renders_from_reference_runs(tmp_path):
-    if not all((ROOT / "results" / v / "COMPLETE").is_file() for v in VARIANTS):
+    expected = [f"{v}/seed{s}" for v in (*VARIANTS, "v4_extended") for s in range(3)]
+    expected += ["v4_sft/seed0", "v4_sft/seed1", "search/base"]
+    if not all((ROOT / "results" / run / "COMPLETE").is_file() for run in expected):
         pytest.fail("the committed reference runs are missing from results/: run `make report`")
     out = tmp_path / "report.html"
     run_cli("render", "report.qmd", "-P", "runs_dir=results", "-o", str(out))
@@ -71,7 +77,7 @@ def test_report_renders_from_reference_runs(tmp_path):
 
 def test_render_errors_name_the_problem(tmp_path):
     missing = run_cli("render", "report.qmd", "-P", f"runs_dir={tmp_path}", "-o", str(tmp_path / "r.html"), check=False)
-    assert missing.returncode == 1 and "is not a complete run" in missing.stderr
+    assert missing.returncode == 1 and "no runs of v1_buggy_reward" in missing.stderr and "run-all" in missing.stderr
     assert "Traceback" not in missing.stderr
     assert not (tmp_path / "r.html").exists()
 
@@ -130,6 +136,8 @@ def test_readme_numbers_come_from_the_committed_runs():
     spec.loader.exec_module(assets)
     readme = (ROOT / "README.md").read_text()
     assert assets.results_table(ROOT / "results") in readme
-    assert (ROOT / "results" / "reward_curves.png").stat().st_size > 10_000 and "results/reward_curves.png" in readme
+    assert assets.run_costs(ROOT / "results") in readme
+    figure = ROOT / "results" / "accuracy_curves.png"
+    assert figure.stat().st_size > 10_000 and "results/accuracy_curves.png" in readme
     bench = json.loads((ROOT / "results" / "bench.json").read_text())
     assert format_table(bench["rows"]) in readme

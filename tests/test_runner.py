@@ -85,7 +85,7 @@ def test_params_files_match_spec_variants():
 
 def test_run_all_writes_every_artifact(smoke_runs):
     for variant in VARIANTS:
-        run = smoke_runs / variant
+        run = smoke_runs / variant / "seed0"
         marker = json.loads((run / MARKER).read_text())
         params = yaml.safe_load((run / "params.yaml").read_text())
         assert marker["params"] == params and params["model"] == "tiny" and params["num_steps"] == 3
@@ -122,29 +122,39 @@ def test_run_all_writes_every_artifact(smoke_runs):
 
 
 def test_variant_behaviour(smoke_runs):
-    v1 = pd.read_csv(smoke_runs / "v1_buggy_reward" / "train_log.csv")
+    v1 = pd.read_csv(smoke_runs / "v1_buggy_reward" / "seed0" / "train_log.csv")
     assert (v1["frac_reward_zero_std"] == 1.0).all() and (v1["updated"] == 0).all()
-    assert json.loads((smoke_runs / "v1_buggy_reward" / "eval.json").read_text())["max_parameter_change"] == 0.0
-    v2 = pd.read_csv(smoke_runs / "v2_balanced" / "train_log.csv")
-    v3 = pd.read_csv(smoke_runs / "v3_balanced_kl" / "train_log.csv")
+    v1_eval = json.loads((smoke_runs / "v1_buggy_reward" / "seed1" / "eval.json").read_text())
+    assert v1_eval["max_parameter_change"] == 0.0
+    v2 = pd.read_csv(smoke_runs / "v2_balanced" / "seed0" / "train_log.csv")
+    v3 = pd.read_csv(smoke_runs / "v3_balanced_kl" / "seed0" / "train_log.csv")
     assert v2["kl"].isna().all() and v3["kl"].notna().all()
     assert "exact_reward" in v2.columns and v3["exact_kl"].notna().all()
 
 
 def test_identical_run_is_skipped_and_force_reruns(smoke_runs):
-    before = (smoke_runs / "v2_balanced" / MARKER).read_text()
-    proc = cli("run-all", *SMOKE, "--runs-dir", str(smoke_runs))
-    assert proc.stdout.count("skip ") == 3
-    assert (smoke_runs / "v2_balanced" / MARKER).read_text() == before
+    before = (smoke_runs / "v2_balanced" / "seed0" / MARKER).read_text()
+    proc = cli("run-all", *SMOKE, "--seeds", "0", "1", "--runs-dir", str(smoke_runs))
+    assert proc.stdout.count("skip ") == 6
+    assert (smoke_runs / "v2_balanced" / "seed0" / MARKER).read_text() == before
     changed = cli(
-        "run", "params/v2_balanced.yaml", *SMOKE, "--set", "seed=1", "--runs-dir", str(smoke_runs), check=False
+        "run",
+        "params/v2_balanced.yaml",
+        *SMOKE,
+        "--set",
+        "seed=1",
+        "--name",
+        "v2_balanced/seed0",
+        "--runs-dir",
+        str(smoke_runs),
+        check=False,
     )
     assert changed.returncode == 1 and "--force" in changed.stderr
 
 
 def test_same_seed_gives_identical_training_logs(smoke_runs, tmp_path):
     cli("run", "params/v2_balanced.yaml", *SMOKE, "--runs-dir", str(tmp_path))
-    first = pd.read_csv(smoke_runs / "v2_balanced" / "train_log.csv").drop(columns="step_seconds")
+    first = pd.read_csv(smoke_runs / "v2_balanced" / "seed0" / "train_log.csv").drop(columns="step_seconds")
     second = pd.read_csv(tmp_path / "v2_balanced" / "train_log.csv").drop(columns="step_seconds")
     pd.testing.assert_frame_equal(first, second)
 

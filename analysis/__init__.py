@@ -1,0 +1,33 @@
+"""Reading complete runs for the report and the README: loading, seed aggregation, information measures.
+
+Kept out of `pokerlib` on purpose: data flows one way (library -> runs -> report), and editing these
+helpers must not change the library's code version, which would mark the committed runs stale.
+"""
+
+from .runs import (
+    NAMES,
+    ORIGINAL,
+    best_constant_accuracy,
+    format_ci,
+    load_run,
+    load_seeds,
+    mean_ci,
+    mutual_information_bits,
+    plot_band,
+    seed_table,
+    shuffled_mutual_information_bits,
+)
+
+__all__ = [
+    "NAMES",
+    "ORIGINAL",
+    "best_constant_accuracy",
+    "format_ci",
+    "load_run",
+    "load_seeds",
+    "mean_ci",
+    "mutual_information_bits",
+    "plot_band",
+    "seed_table",
+    "shuffled_mutual_information_bits",
+]

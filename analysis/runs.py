@@ -1,0 +1,144 @@
+"""Complete runs on disk -> tables: per-seed results, means with 95% intervals, what the answers reveal."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pokerlib.runner import MARKER
+
+NAMES = {
+    "v1_buggy_reward": "v1 buggy reward",
+    "v2_balanced": "v2 balanced",
+    "v3_balanced_kl": "v3 balanced + KL",
+    "v4_extended": "v4 extended GRPO",
+    "v4_sft": "v4 budget, SFT yardstick",
+}
+# Mean weighted held-out reward the original reported: (reference, fine-tuned). SPEC section 6.
+ORIGINAL = {"v1_buggy_reward": (0.53, 0.53), "v2_balanced": (0.00, 0.25), "v3_balanced_kl": (0.03, 0.04)}
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (n - 1 seeds); normal beyond 30.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def load_run(folder: Path) -> dict:
+    """One complete run's files; a folder without the completion marker is refused with the fix."""
+    folder = Path(folder)
+    if not (folder / MARKER).is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a complete run: run `make report` (or `python -m pokerlib run-all --seeds 0 1 2 "
+            f"--runs-dir {folder.parent.parent}`) first"
+        )
+    return {
+        "folder": folder,
+        "params": yaml.safe_load((folder / "params.yaml").read_text()),
+        "log": pd.read_csv(folder / "train_log.csv"),
+        "eval": json.loads((folder / "eval.json").read_text()),
+        "predictions": pd.read_csv(folder / "predictions.csv", keep_default_na=False),
+        "env": json.loads((folder / "env.json").read_text()),
+    }
+
+
+def load_seeds(runs_dir: str | Path, variant: str) -> list[dict]:
+    """Every seed of a variant (`<variant>/seed<N>/`), in seed order; a plain run folder counts as one seed."""
+    base = Path(runs_dir) / variant
+    if (base / MARKER).is_file():
+        return [load_run(base)]
+    folders = sorted(base.glob("seed*"), key=lambda p: int(p.name.removeprefix("seed") or 0))
+    if not folders:
+        raise FileNotFoundError(
+            f"no runs of {variant} in {base}: run `python -m pokerlib run-all --seeds 0 1 2 --runs-dir {runs_dir}`"
+        )
+    return [load_run(folder) for folder in folders]
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """Mean and the half-width of its two-sided 95% Student-t interval (NaN half-width for one value)."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_ci needs at least one value")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, _T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+
+
+def format_ci(values, digits: int = 3) -> str:
+    """`mean ± half-width` of the 95% interval over seeds; the mean alone for a single value."""
+    mean, half = mean_ci(values)
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def mutual_information_bits(confusion: dict[str, dict[str, int]]) -> float:
+    """I(gold; answer) in bits from a gold -> answer -> count table: 0 when the answer ignores the hand.
+
+    With 8 balanced classes the maximum is 3 bits (every hand named correctly).
+    """
+    table = pd.DataFrame(confusion).T.fillna(0).astype(float)
+    joint = table / table.values.sum()
+    gold, answer = joint.sum(axis=1), joint.sum(axis=0)
+    total = 0.0
+    for g in joint.index:
+        for a in joint.columns:
+            p = joint.loc[g, a]
+            if p > 0:
+                total += p * math.log2(p / (gold[g] * answer[a]))
+    return total
+
+
+def shuffled_mutual_information_bits(gold: list[str], answers: list[str], permutations: int = 50) -> float:
+    """The plug-in estimate's floor: mean I(gold; answer) with the answers shuffled across hands.
+
+    With 400 hands an answer that ignores the hand still scores about this much (the estimator's bias),
+    so only mutual information clearly above it means the answer depends on the hand.
+    """
+    rng = random.Random(0)
+    gold, answers = list(gold), list(answers)  # positions, not pandas indexes, pair a hand with its answer
+    total = 0.0
+    for _ in range(permutations):
+        rng.shuffle(answers)
+        total += mutual_information_bits(pd.crosstab(pd.Series(gold), pd.Series(answers)).T.to_dict())
+    return total / permutations
+
+
+def best_constant_accuracy(confusion: dict[str, dict[str, int]]) -> float:
+    """Accuracy of always giving the most frequent gold label: the floor a label prior alone can reach."""
+    per_gold = {gold: sum(row.values()) for gold, row in confusion.items()}
+    return max(per_gold.values()) / sum(per_gold.values())
+
+
+def seed_table(seeds: list[dict], model: str = "finetuned") -> pd.DataFrame:
+    """One row per seed: held-out reward, accuracy, mutual information and updates."""
+    rows = []
+    for run in seeds:
+        ev = run["eval"][model]
+        rows.append(
+            {
+                "seed": run["params"]["seed"],
+                "mean reward": ev["mean_reward"],
+                "accuracy": ev["accuracy"],
+                "I(gold; answer) bits": mutual_information_bits(ev["confusion"]),
+                "distinct answers": sum(1 for a in pd.DataFrame(ev["confusion"]).T.sum(axis=0).items() if a[1] > 0),
+                "updates": int(run["log"]["updated"].sum()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def plot_band(ax, runs: list[dict], column: str, window: int, label: str, x_scale: int = 1):
+    """A training-log column over steps: the mean over seeds of its rolling mean, with a 95% band across seeds."""
+    curves = pd.DataFrame({i: r["log"][column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)})
+    steps = runs[0]["log"]["step"] * x_scale
+    mean = curves.mean(axis=1)
+    (line,) = ax.plot(steps, mean, label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+    if len(runs) > 1:
+        half = pd.Series([mean_ci(row)[1] for row in curves.values])
+        ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line

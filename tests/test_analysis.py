@@ -1,0 +1,77 @@
+"""The report's arithmetic: intervals over seeds, mutual information, and reading seed folders."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis import (
+    best_constant_accuracy,
+    format_ci,
+    load_seeds,
+    mean_ci,
+    mutual_information_bits,
+    shuffled_mutual_information_bits,
+)
+from pokerlib import LABELS
+
+
+def test_mean_ci_is_the_student_t_interval():
+    mean, half = mean_ci([0.1, 0.2, 0.3])
+    assert mean == pytest.approx(0.2)
+    assert half == pytest.approx(4.303 * 0.1 / math.sqrt(3), rel=1e-4)  # t(0.975, 2 df) * sd / sqrt(n)
+    assert mean_ci([2.0, 2.0]) == (2.0, 0.0)
+    assert math.isnan(mean_ci([0.5])[1])
+    with pytest.raises(ValueError, match="at least one"):
+        mean_ci([])
+    assert format_ci([0.1, 0.2, 0.3]) == "0.200 ± 0.248" and format_ci([0.5], 2) == "0.50"
+
+
+def confusion(pairs: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    table = {gold: dict.fromkeys([*LABELS, "invalid"], 0) for gold in LABELS}
+    for (gold, answer), n in pairs.items():
+        table[gold][answer] = n
+    return table
+
+
+def test_mutual_information_of_perfect_constant_and_prior_answers():
+    perfect = confusion({(label, label): 50 for label in LABELS})
+    assert mutual_information_bits(perfect) == pytest.approx(3.0)  # log2(8)
+    constant = confusion({(label, "one pair"): 50 for label in LABELS})
+    assert mutual_information_bits(constant) == pytest.approx(0.0)
+    # A prior that ignores the hand: every class split 30/20 between two labels -> independent, 0 bits.
+    prior = confusion({**{(g, "high card"): 30 for g in LABELS}, **{(g, "flush"): 20 for g in LABELS}})
+    assert mutual_information_bits(prior) == pytest.approx(0.0, abs=1e-12)
+    # Two equally likely classes told apart perfectly (the other six absent): exactly 1 bit.
+    half = confusion({("high card", "high card"): 50, ("one pair", "one pair"): 50})
+    assert mutual_information_bits(half) == pytest.approx(1.0)
+    assert best_constant_accuracy(perfect) == pytest.approx(1 / 8)
+
+
+def test_shuffled_mutual_information_is_the_estimators_floor():
+    gold = [label for label in LABELS for _ in range(50)]
+    answers = list(gold)  # perfect answers: 3 bits; shuffled, only the plug-in bias remains
+    floor = shuffled_mutual_information_bits(gold, answers, permutations=20)
+    assert 0.05 < floor < 0.3  # about (8-1)(8-1) / (2 * 400 * ln 2) = 0.09 bits
+    assert floor == shuffled_mutual_information_bits(gold, answers, permutations=20)  # seeded
+    # A slice of a table keeps its row labels; pairs must still be made by position.
+    table = pd.DataFrame({"label": ["flush"] * 10 + gold, "predicted": ["flush"] * 10 + answers}).iloc[10:]
+    assert shuffled_mutual_information_bits(table["label"], table["predicted"], permutations=20) == floor
+
+
+def test_load_seeds_orders_by_seed_number_and_refuses_incomplete_runs(tmp_path):
+    for seed in (10, 2):
+        run = tmp_path / "v2_balanced" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "params.yaml").write_text(f"seed: {seed}\n")
+        (run / "train_log.csv").write_text("step,reward\n1,0.5\n")
+        (run / "eval.json").write_text("{}")
+        (run / "predictions.csv").write_text("hand,label\n")
+        (run / "env.json").write_text("{}")
+        (run / "COMPLETE").write_text("{}")
+    assert [r["params"]["seed"] for r in load_seeds(tmp_path, "v2_balanced")] == [2, 10]
+    (tmp_path / "v2_balanced" / "seed2" / "COMPLETE").unlink()
+    with pytest.raises(FileNotFoundError, match="is not a complete run"):
+        load_seeds(tmp_path, "v2_balanced")
+    with pytest.raises(FileNotFoundError, match="no runs of v3_balanced_kl"):
+        load_seeds(tmp_path, "v3_balanced_kl")
