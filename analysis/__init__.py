@@ -7,7 +7,9 @@ helpers must not change the library's code version, which would mark the committ
 from .runs import (
     NAMES,
     ORIGINAL,
+    answer_counts,
     best_constant_accuracy,
+    confusion_frame,
     format_ci,
     load_run,
     load_seeds,
@@ -16,12 +18,15 @@ from .runs import (
     plot_band,
     seed_table,
     shuffled_mutual_information_bits,
+    train_minutes_range,
 )
 
 __all__ = [
     "NAMES",
     "ORIGINAL",
+    "answer_counts",
     "best_constant_accuracy",
+    "confusion_frame",
     "format_ci",
     "load_run",
     "load_seeds",
@@ -30,4 +35,5 @@ __all__ = [
     "plot_band",
     "seed_table",
     "shuffled_mutual_information_bits",
+    "train_minutes_range",
 ]

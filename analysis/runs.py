@@ -76,12 +76,28 @@ def format_ci(values, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
+def confusion_frame(confusion: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """eval.json's gold -> answer -> count as a table: one row per gold label, one column per answer."""
+    return pd.DataFrame(confusion).T
+
+
+def answer_counts(confusion: dict[str, dict[str, int]]) -> pd.Series:
+    """How many hands got each answer (`invalid` included), whatever their gold label."""
+    return confusion_frame(confusion).sum(axis=0)
+
+
+def train_minutes_range(runs: list[dict]) -> str:
+    """Training wall time, shortest to longest seed: it depends on what else shared the CPU, not on the seed."""
+    minutes = [r["env"]["train_seconds"] / 60 for r in runs]
+    return f"{min(minutes):.1f}–{max(minutes):.1f}" if len(minutes) > 1 else f"{minutes[0]:.1f}"
+
+
 def mutual_information_bits(confusion: dict[str, dict[str, int]]) -> float:
     """I(gold; answer) in bits from a gold -> answer -> count table: 0 when the answer ignores the hand.
 
     With 8 balanced classes the maximum is 3 bits (every hand named correctly).
     """
-    table = pd.DataFrame(confusion).T.fillna(0).astype(float)
+    table = confusion_frame(confusion).fillna(0).astype(float)
     joint = table / table.values.sum()
     gold, answer = joint.sum(axis=1), joint.sum(axis=0)
     total = 0.0
@@ -125,7 +141,7 @@ def seed_table(seeds: list[dict], model: str = "finetuned") -> pd.DataFrame:
                 "mean reward": ev["mean_reward"],
                 "accuracy": ev["accuracy"],
                 "I(gold; answer) bits": mutual_information_bits(ev["confusion"]),
-                "distinct answers": sum(1 for a in pd.DataFrame(ev["confusion"]).T.sum(axis=0).items() if a[1] > 0),
+                "distinct answers": int((answer_counts(ev["confusion"]) > 0).sum()),
                 "updates": int(run["log"]["updated"].sum()),
             }
         )

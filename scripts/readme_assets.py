@@ -16,15 +16,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis import NAMES, ORIGINAL, format_ci, load_seeds, mutual_information_bits, plot_band  # noqa: E402
+from analysis import (  # noqa: E402
+    NAMES,
+    ORIGINAL,
+    format_ci,
+    load_seeds,
+    mutual_information_bits,
+    plot_band,
+    train_minutes_range,
+)
 
 ROWS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl", "v4_extended", "v4_sft")
-
-
-def minutes_range(runs: list[dict]) -> str:
-    """Wall time of training, shortest to longest seed: it depends on what else shared the CPU, not on the seed."""
-    minutes = [r["env"]["train_seconds"] / 60 for r in runs]
-    return f"{min(minutes):.1f}–{max(minutes):.1f} min" if len(minutes) > 1 else f"{minutes[0]:.1f} min"
 
 
 def results_table(runs_dir: Path) -> str:
@@ -42,10 +44,9 @@ def results_table(runs_dir: Path) -> str:
             return " → ".join(format_ci(e[model][metric] for e in ev) for model in ("reference", "finetuned"))  # noqa: B023
 
         mutual = format_ci((mutual_information_bits(e["finetuned"]["confusion"]) for e in ev), 2)
-        minutes = minutes_range(runs)
         lines.append(
             f"| {NAMES[key]} | {len(runs)} | {change('mean_reward')} | {change('accuracy')} | {mutual} bits "
-            f"| {original} | {minutes} |"
+            f"| {original} | {train_minutes_range(runs)} min |"
         )
     return "\n".join(lines) + "\n"
 
@@ -63,7 +64,7 @@ def run_costs(runs_dir: Path) -> str:
         lines.append(
             f"| {NAMES[key]} | {len(runs)} | {p['num_steps']} × {p['batch_size']} × {p['num_generations']} "
             f"| {'bf16 autocast' if p.get('bf16') else p['dtype']} | {', '.join(map(str, threads))} "
-            f"| {minutes_range(runs)} "
+            f"| {train_minutes_range(runs)} min "
             f"| {max(r['env']['peak_rss_gb'] for r in runs):.2f} GB |"
         )
     return "\n".join(lines) + "\n"

@@ -24,6 +24,14 @@ def tiny(pokerlib_cache):
 
 
 @pytest.fixture(scope="session")
+def space(tiny):
+    """The label space of the tiny model's tokenizer (the real SmolLM2 tokenizer)."""
+    from pokerlib.labels import build_label_space
+
+    return build_label_space(tiny[1])
+
+
+@pytest.fixture(scope="session")
 def bundled(pokerlib_cache):
     """(model, tokenizer) of the bundled SmolLM2-135M, converted into the session cache; shared, do not modify."""
     from pokerlib.model import load_model

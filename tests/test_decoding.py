@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from pokerlib import LABELS, make_splits
-from pokerlib.labels import LabelSpace, build_label_space
+from pokerlib.labels import LabelSpace
 from pokerlib.rewards import extract_strict
 from pokerlib.sampling import (
     completion_mask,
@@ -29,11 +29,6 @@ from pokerlib.scoring import encode_prompts, position_ids, prompt_pass
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def space(tiny):
-    return build_label_space(tiny[1])
 
 
 @pytest.fixture(scope="module")

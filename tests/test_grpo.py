@@ -17,7 +17,6 @@ from pokerlib import LABEL_WEIGHTS, make_splits
 from pokerlib import grpo as grpo_module
 from pokerlib.config import RunConfig
 from pokerlib.grpo import group_advantages, grpo_loss, grpo_step
-from pokerlib.labels import build_label_space
 from pokerlib.model import frozen_copy
 
 # --- independent reference implementations ------------------------------------------------------
@@ -205,11 +204,6 @@ def test_on_policy_gradient_is_the_reinforce_gradient(beta):
 
 
 # --- one grpo_step end to end on the tiny model --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def space(tiny):
-    return build_label_space(tiny[1])
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,11 @@ from conftest import run_cli
 from pokerlib import LABEL_WEIGHTS, LABELS, make_splits
 from pokerlib.config import RunConfig
 from pokerlib.grpo import exact_metrics, grpo_step
-from pokerlib.labels import build_label_space
 from pokerlib.model import frozen_copy
 from pokerlib.scoring import forward_precision
 from pokerlib.sft import sft_loss, sft_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def space(tiny):
-    return build_label_space(tiny[1])
 
 
 @pytest.fixture(scope="module")
