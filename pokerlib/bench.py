@@ -1,10 +1,13 @@
 """Benchmark: the original's GRPO step (generate G copies, full logits on every row) against ours.
 
-Both always run the backward pass and optimizer step (ours would skip them when every group has
-equal rewards). Both run in one process on the same model, prompts, B, G and thread count, interleaved so that
-machine noise hits both alike. Peak resident memory is sampled during each method's steps, with
-freed heap memory returned to the OS between steps so one method's peak does not leak into the other's.
-"""
+All methods run in one process on the same model, prompts, B, G and thread count, interleaved so
+that machine noise hits them alike, and always run the backward pass and optimizer step (ours would
+skip them when every group has equal rewards). A supervised step on the same prompts is timed too:
+it runs the prompts forward and backward once and updates, which any method that learns from these
+prompts must do, so its time bounds every speedup from above. Peak resident memory is sampled
+during each method's steps, with freed heap returned to the OS between steps so one method's peak
+does not leak into another's. The memory floor adds up what a process holding the policy, the
+reference and AdamW keeps resident before any activation."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from .labels import build_label_space
 from .model import frozen_copy, load_model
 from .rewards import compute_rewards
 from .scoring import encode_prompts, forward_precision
+from .sft import sft_step
 from .train import make_optimizer
 
 
@@ -96,12 +100,39 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
     optimizer.step()
 
 
-def run_benchmark(
-    model: str = "bundled", batch_size: int = 4, generations=(4, 16), repeats: int = 3, bf16: bool = False
-) -> list[dict]:
-    """Seconds per step and peak RSS for both methods at each G, interleaved; returns table rows.
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
 
-    With bf16, both methods run their forward passes under bfloat16 autocast (weights stay float32)."""
+
+def memory_floor(policy, reference, optimizer, libraries_bytes: int) -> dict[str, float]:
+    """GB a training process must hold before any activation: libraries, weights, gradients, AdamW state."""
+    parts = {
+        "libraries": libraries_bytes,  # resident memory of the process before the model loads
+        "policy": _tensor_bytes(policy.parameters()),
+        "reference": _tensor_bytes(reference.parameters()),
+        "gradients": _tensor_bytes(p for p in policy.parameters() if p.requires_grad),
+        "optimizer_state": _tensor_bytes(
+            t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)
+        ),
+    }
+    parts["total"] = sum(parts.values())
+    return {name: size / 1e9 for name, size in parts.items()}
+
+
+def run_benchmark(
+    model: str = "bundled",
+    batch_size: int = 4,
+    generations=(4, 16),
+    repeats: int = 3,
+    bf16: bool = False,
+    floor: dict | None = None,
+) -> list[dict]:
+    """Seconds per step and peak RSS for each method at each G, interleaved; returns table rows.
+
+    With bf16, all methods run their forward passes under bfloat16 autocast (weights stay float32).
+    Pass a dict as `floor` to receive the memory floor of this process, read after the warm-up steps
+    (so AdamW's state exists)."""
+    libraries = _rss_bytes()
     policy, tokenizer = load_model(model, device="cpu")
     reference = frozen_copy(policy)
     space = build_label_space(tokenizer)
@@ -121,9 +152,14 @@ def run_benchmark(
         "original": lambda cfg: original_step(policy, optimizer, tokenizer, space, examples, cfg),
         "ours": ours,  # full-vocabulary log-probabilities, as the original and v2/v3
         "ours_constrained": lambda cfg: ours(replace(cfg, logprob_space="constrained")),
+        "floor_sft": lambda cfg: sft_step(
+            policy, optimizer, tokenizer, space, examples, replace(cfg, objective="sft"), generator
+        ),  # one forward and backward over the prompts and an update: the least any learner does
     }
     for run in methods.values():  # warm-up: first calls build kernels and allocator pools
         run(replace(base, num_generations=generations[0]))
+    if floor is not None:
+        floor.update(memory_floor(policy, reference, optimizer, libraries))
     for rep in range(repeats):
         for g in generations:
             for name, run in methods.items():
@@ -167,15 +203,23 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_floor(floor: dict[str, float]) -> str:
+    lines = ["| resident before any activation | GB |", "|---|---|"]
+    lines += [f"| {name.replace('_', ' ')} | {size:.2f} |" for name, size in floor.items()]
+    return "\n".join(lines)
+
+
 def main(model: str = "bundled", repeats: int = 3, out: str | None = None, precisions=("float32",)) -> None:
     threads = torch.get_num_threads()
-    rows = []
+    rows, floor = [], {}
     for precision in precisions:
         print(f"benchmark: model={model}, torch threads={threads}, {precision}, B=4, G in (4, 16)", flush=True)
-        rows += run_benchmark(model=model, repeats=repeats, bf16=precision == "bf16")
+        first = precision == precisions[0]  # the floor is read in a process that has run nothing else
+        rows += run_benchmark(model=model, repeats=repeats, bf16=precision == "bf16", floor=floor if first else None)
     print(format_table(rows))
+    print(format_floor(floor))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        record = {"model": model, "threads": threads, "repeats": repeats, "rows": rows}
+        record = {"model": model, "threads": threads, "repeats": repeats, "rows": rows, "memory_floor": floor}
         Path(out).write_text(json.dumps(record, indent=2))
         print(f"wrote {out}")

@@ -129,7 +129,7 @@ def test_readme_numbers_come_from_the_committed_runs():
     import importlib.util
     import json
 
-    from pokerlib.bench import format_table
+    from pokerlib.bench import format_floor, format_table
 
     spec = importlib.util.spec_from_file_location("readme_assets", ROOT / "scripts" / "readme_assets.py")
     assets = importlib.util.module_from_spec(spec)
@@ -141,3 +141,4 @@ def test_readme_numbers_come_from_the_committed_runs():
     assert figure.stat().st_size > 10_000 and "results/accuracy_curves.png" in readme
     bench = json.loads((ROOT / "results" / "bench.json").read_text())
     assert format_table(bench["rows"]) in readme
+    assert format_floor(bench["memory_floor"]) in readme

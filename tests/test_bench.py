@@ -1,0 +1,60 @@
+"""The benchmark on the tiny model: every method runs and updates, the table and the memory floor add up."""
+
+import json
+
+import torch
+
+from pokerlib.bench import format_floor, format_table, main, memory_floor, original_step
+from pokerlib.config import RunConfig
+from pokerlib.data import make_splits
+from pokerlib.model import frozen_copy
+from pokerlib.train import make_optimizer
+
+
+def test_original_step_runs_backward_and_the_optimizer_on_every_weight(tiny, space):
+    model, tokenizer = tiny
+    policy = frozen_copy(model).requires_grad_(True)
+    cfg = RunConfig(model="tiny", batch_size=2, num_generations=4, decoding="constrained")
+    optimizer = make_optimizer(policy, cfg)
+    torch.manual_seed(0)
+    train, _ = make_splits("balanced", 2, 1, seed=0)
+    original_step(policy, optimizer, tokenizer, space, train[:2], cfg)
+    states = [optimizer.state[p] for p in policy.parameters()]
+    assert all(s and s["step"].item() == 1 for s in states)  # one backward reached every weight, one update
+
+
+def test_memory_floor_counts_weights_gradients_and_adamw_state_exactly(tiny):
+    model, _ = tiny
+    policy = frozen_copy(model).requires_grad_(True)
+    reference = frozen_copy(model).to(torch.bfloat16)
+    optimizer = make_optimizer(policy, RunConfig(model="tiny"))
+    params = list(policy.parameters())
+    n = sum(p.numel() for p in params)
+    sum(p.float().sum() for p in params).backward()
+    optimizer.step()
+    floor = memory_floor(policy, reference, optimizer, libraries_bytes=10**9)
+    assert floor["policy"] == floor["gradients"] == n * 4 / 1e9
+    assert floor["reference"] == n * 2 / 1e9  # bfloat16
+    # AdamW keeps two float32 moments per weight and a one-element float32 step count per tensor
+    assert floor["optimizer_state"] == (2 * n * 4 + 4 * len(params)) / 1e9
+    assert floor["libraries"] == 1.0
+    parts = [v for k, v in floor.items() if k != "total"]
+    assert abs(floor["total"] - sum(parts)) < 1e-12
+
+
+def test_bench_writes_every_method_at_every_group_size(pokerlib_cache, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(model="tiny", repeats=1, out=str(out))
+    record = json.loads(out.read_text())
+    rows = record["rows"]
+    methods = ["original", "ours", "ours_constrained", "floor_sft"]
+    assert [(r["G"], r["method"]) for r in rows] == [(g, m) for g in (4, 16) for m in methods]
+    for r in rows:
+        assert r["B"] == 4 and r["precision"] == "float32" and r["seconds"] > 0 and r["peak_rss_gb"] > 0
+        original = next(o for o in rows if o["G"] == r["G"] and o["method"] == "original")
+        assert abs(r["speedup"] - original["seconds"] / r["seconds"]) < 1e-9
+    floor = record["memory_floor"]
+    assert set(floor) == {"libraries", "policy", "reference", "gradients", "optimizer_state", "total"}
+    assert floor["policy"] == floor["reference"] == floor["gradients"] > 0
+    printed = capsys.readouterr().out
+    assert format_table(rows) in printed and format_floor(floor) in printed
