@@ -64,20 +64,46 @@ def _select_cache(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
 
 
 def completion_logits(model, pp: PromptPass, rows: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor):
-    """Logits predicting each completion token: (R, T, V). Row r continues prompt rows[r]."""
+    """Logits predicting each completion token: (R, T, V). Row r continues prompt rows[r].
+
+    All completions of one prompt run as a single packed row after that prompt's cache: each token
+    attends to the prompt and to the earlier tokens of its own completion only (a tree mask). So no
+    position is padding and the cache is not copied once per completion. Logits at positions past a
+    completion's end are those of another position; callers mask them.
+    """
     first = pp.last_logits[rows].unsqueeze(1)
-    if tokens.shape[1] == 1:
+    R, T = tokens.shape
+    if T == 1:
         return first
-    prompt_mask = pp.batch.mask[rows]
-    steps = torch.arange(tokens.shape[1] - 1, device=tokens.device)
+    device = tokens.device
+    prompts = rows.unique()  # the packed rows, in prompt order
+    n_inputs = (mask.sum(1) - 1).clamp(min=0).tolist()  # a completion's last token predicts nothing
+    slots: list[list[tuple[int, int]]] = [[] for _ in range(len(prompts))]
+    packed_row = {p: i for i, p in enumerate(prompts.tolist())}
+    for r, (p, n) in enumerate(zip(rows.tolist(), n_inputs, strict=True)):
+        slots[packed_row[p]] += [(r, t) for t in range(n)]
+    Q = max(1, max(len(s) for s in slots))
+    seg = torch.full((len(prompts), Q), -1, dtype=torch.long)
+    step = torch.zeros((len(prompts), Q), dtype=torch.long)
+    where = torch.zeros((R, T - 1), dtype=torch.long)  # flat packed index of each (row, position)
+    for i, row_slots in enumerate(slots):
+        for j, (r, t) in enumerate(row_slots):
+            seg[i, j], step[i, j], where[r, t] = r, t, i * Q + j
+    seg, step, where = seg.to(device), step.to(device), where.to(device)
+    ids = tokens[seg.clamp(min=0), step].masked_fill(seg < 0, 0)
+    same = (seg[:, :, None] == seg[:, None, :]) & (step[:, None, :] <= step[:, :, None])
+    tree = same | torch.eye(Q, dtype=torch.bool, device=device)  # unused slots attend to themselves only
+    prompt_mask = pp.batch.mask[prompts].bool()
+    allowed = torch.cat([prompt_mask[:, None, :].expand(-1, Q, -1), tree], dim=2)
     out = model(
-        input_ids=tokens[:, :-1],
-        attention_mask=torch.cat([prompt_mask, mask[:, :-1].to(prompt_mask.dtype)], dim=1),
-        position_ids=pp.batch.lengths[rows, None] + steps,
-        cache=_select_cache(pp.cache, rows),
+        input_ids=ids,
+        attention_mask=allowed[:, None],
+        position_ids=pp.batch.lengths[prompts, None] + step,
+        cache=_select_cache(pp.cache, prompts),
         use_cache=False,
     )
-    return torch.cat([first, out.logits.float()], dim=1)
+    later = out.logits.float().flatten(0, 1)[where]
+    return torch.cat([first, later], dim=1)
 
 
 def token_logprobs(
