@@ -23,7 +23,7 @@ from pokerlib.sampling import (
     rollout_token_logprobs,
     sample_exact,
 )
-from pokerlib.scoring import encode_prompts, position_ids, prompt_pass
+from pokerlib.scoring import completion_logits, encode_prompts, position_ids, prompt_pass
 
 # --- fixtures and independent reference computations ------------------------------------------
 
@@ -421,6 +421,30 @@ def test_rollout_token_logprobs_equal_an_uncached_forward(tiny, space, rollouts,
         assert (logp[rollout.mask] < 0).all()  # every counted token, eos included, carries probability
     else:
         assert (logp[:, 0] < 0).all()
+
+
+def test_packed_completions_match_separate_forwards_in_value_and_gradient(tiny, space, prompts):
+    """Completions of one prompt share a packed row: unordered rows, a prompt with no completion,
+    duplicates and different lengths must give each completion's own logits, and the same gradient."""
+    model, tokenizer = tiny
+    policy = copy.deepcopy(model).requires_grad_(True)
+    batch = encode_prompts(tokenizer, prompts)
+    picks = [(2, 6), (0, 9), (2, 6), (0, 0), (2, 14)]  # (prompt row, label sequence): prompt 1 has none
+    rows = torch.tensor([r for r, _ in picks])
+    tokens, mask = space.ids[[s for _, s in picks]], space.mask[[s for _, s in picks]]
+    assert len(set(mask.sum(1).tolist())) > 1
+
+    def grads(logits):
+        policy.zero_grad(set_to_none=True)
+        F.log_softmax(logits.float(), -1).gather(-1, tokens[..., None]).squeeze(-1)[mask].sum().backward()
+        return [p.grad.clone() for p in policy.parameters()]
+
+    packed = completion_logits(policy, prompt_pass(policy, batch), rows, tokens, mask)
+    separate = reference_logits(policy, batch, rows, tokens, mask)
+    assert packed.shape == separate.shape
+    torch.testing.assert_close(packed[mask].double(), separate[mask], atol=1e-5, rtol=0)
+    for a, b in zip(grads(packed), grads(separate), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_exact_rollout_structure(tiny, space):
