@@ -125,13 +125,11 @@ def run_benchmark(
     generations=(4, 16),
     repeats: int = 3,
     bf16: bool = False,
-    floor: dict | None = None,
-) -> list[dict]:
-    """Seconds per step and peak RSS for each method at each G, interleaved; returns table rows.
+) -> tuple[list[dict], dict[str, float]]:
+    """Seconds per step and peak RSS for each method at each G, interleaved: (table rows, memory floor).
 
     With bf16, all methods run their forward passes under bfloat16 autocast (weights stay float32).
-    Pass a dict as `floor` to receive the memory floor of this process, read after the warm-up steps
-    (so AdamW's state exists)."""
+    The memory floor is read after the warm-up steps, so AdamW's state exists."""
     libraries = _rss_bytes()
     policy, tokenizer = load_model(model, device="cpu")
     reference = frozen_copy(policy)
@@ -158,8 +156,7 @@ def run_benchmark(
     }
     for run in methods.values():  # warm-up: first calls build kernels and allocator pools
         run(replace(base, num_generations=generations[0]))
-    if floor is not None:
-        floor.update(memory_floor(policy, reference, optimizer, libraries))
+    floor = memory_floor(policy, reference, optimizer, libraries)
     for rep in range(repeats):
         for g in generations:
             for name, run in methods.items():
@@ -186,7 +183,7 @@ def run_benchmark(
                     "peak_rss_gb": peaks[(name, g)] / 1e9,
                 }
             )
-    return rows
+    return rows, floor
 
 
 def format_table(rows: list[dict]) -> str:
@@ -211,11 +208,13 @@ def format_floor(floor: dict[str, float]) -> str:
 
 def main(model: str = "bundled", repeats: int = 3, out: str | None = None, precisions=("float32",)) -> None:
     threads = torch.get_num_threads()
-    rows, floor = [], {}
+    rows, floors = [], []
     for precision in precisions:
         print(f"benchmark: model={model}, torch threads={threads}, {precision}, B=4, G in (4, 16)", flush=True)
-        first = precision == precisions[0]  # the floor is read in a process that has run nothing else
-        rows += run_benchmark(model=model, repeats=repeats, bf16=precision == "bf16", floor=floor if first else None)
+        precision_rows, floor = run_benchmark(model=model, repeats=repeats, bf16=precision == "bf16")
+        rows += precision_rows
+        floors.append(floor)
+    floor = floors[0]  # read in a process that had run nothing else
     print(format_table(rows))
     print(format_floor(floor))
     if out:
