@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pokerlib.runner import MARKER
+from pokerlib.tools.runner import MARKER
 
 NAMES = {
     "v1_buggy_reward": "v1 buggy reward",

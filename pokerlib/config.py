@@ -7,6 +7,7 @@ import difflib
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .objectives import ADVANTAGES
 from .oracle import EXPECTED_COUNTS
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -19,19 +20,24 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "batch_sampling": ("random", "stratified"),
     "dtype": ("float32", "bfloat16"),
     "objective": ("grpo", "sft"),
+    "advantage": ADVANTAGES,
+    "expectation": ("sampled", "exact"),
 }
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Defaults are the original experiment's v2 settings (SPEC section 6)."""
+    """Defaults are the original experiment's version 2 settings (docs/experiment.md); params files state
+    only what differs from them."""
 
     model: str = "bundled"  # bundled | tiny | a hub id | a local folder
     seed: int = 0
     objective: str = "grpo"  # grpo | sft (cross-entropy on the gold label under the trie: a yardstick)
     dataset: str = "balanced"
     n_per_class_train: int = 300
-    n_per_class_eval: int = 50
+    n_per_class_eval: int = 50  # the held-out test hands, read once per final setting
+    n_per_class_val: int = 25  # validation hands, disjoint from train and eval: settings are chosen on these
+    val_every: int = 0  # evaluate on the validation hands every this many steps (0: only after training)
     num_steps: int = 100
     batch_size: int = 4  # B prompts per step
     num_generations: int = 4  # G completions per prompt
@@ -45,7 +51,9 @@ class RunConfig:
     class_weights: bool = True
     beta: float = 0.0  # KL coefficient; 0 = off
     kl_mode: str = "reward"
-    scale_rewards: str = "group"
+    advantage: str = "grpo"  # grpo | dr_grpo | maxrl | rft (see pokerlib/objectives.py)
+    scale_rewards: str = "group"  # TRL's name: `none` turns advantage grpo into dr_grpo
+    expectation: str = "sampled"  # sampled (G samples) | exact (the G -> infinity update; a diagnostic)
     logprob_space: str = "full"
     epsilon: float = 0.2  # ratio clipping, active when num_iterations > 1
     num_iterations: int = 1
@@ -73,7 +81,15 @@ class RunConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("n_per_class_train", "seed", "beta", "entropy_coef", "weight_decay"):
+        for name in (
+            "n_per_class_train",
+            "n_per_class_val",
+            "val_every",
+            "seed",
+            "beta",
+            "entropy_coef",
+            "weight_decay",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         for name in ("learning_rate", "max_grad_norm", "epsilon"):
@@ -82,10 +98,11 @@ class RunConfig:
         if self.num_generations < 2 and self.scale_rewards == "group":
             raise ValueError("num_generations must be >= 2 for group-relative advantages")
         smallest = min(EXPECTED_COUNTS.values())
-        if self.dataset == "balanced" and self.n_per_class_train + self.n_per_class_eval > smallest:
+        per_class = self.n_per_class_train + self.n_per_class_eval + self.n_per_class_val
+        if self.dataset == "balanced" and per_class > smallest:
             raise ValueError(
-                f"n_per_class_train + n_per_class_eval must be <= {smallest} (the number of distinct "
-                f"four-of-a-kind hands); got {self.n_per_class_train + self.n_per_class_eval}"
+                f"n_per_class_train + n_per_class_eval + n_per_class_val must be <= {smallest} (the number of "
+                f"distinct four-of-a-kind hands); got {per_class}"
             )
         if self.decoding == "free" and self.logprob_space == "constrained":
             raise ValueError(
@@ -94,6 +111,21 @@ class RunConfig:
             )
         if self.objective == "sft" and self.decoding != "constrained":
             raise ValueError("objective 'sft' trains on the gold label under the trie: use decoding 'constrained'")
+        if self.scale_rewards == "none" and self.advantage != "grpo":
+            raise ValueError(
+                f"scale_rewards 'none' applies to advantage 'grpo' only (it makes it dr_grpo); advantage "
+                f"{self.advantage!r} does its own scaling: leave scale_rewards at 'group'"
+            )
+        if self.expectation == "exact":
+            needs = {"decoding": "constrained", "logprob_space": "constrained", "objective": "grpo"}
+            for name, value in needs.items():
+                if getattr(self, name) != value:
+                    raise ValueError(f"expectation 'exact' enumerates the trie's label sequences: set {name} {value!r}")
+            for name in ("beta", "entropy_coef"):
+                if getattr(self, name) != 0:
+                    raise ValueError(f"expectation 'exact' has no {name} term: set {name} 0 or use 'sampled'")
+            if self.num_iterations != 1:
+                raise ValueError("expectation 'exact' makes one update per batch: set num_iterations 1")
         if self.batch_sampling == "stratified" and self.dataset != "balanced":
             raise ValueError("batch_sampling 'stratified' needs dataset 'balanced'")
 
@@ -110,6 +142,11 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def advantage_estimator(self) -> str:
+        """The advantage actually used: TRL's `scale_rewards: none` turns grpo into dr_grpo."""
+        return "dr_grpo" if self.advantage == "grpo" and self.scale_rewards == "none" else self.advantage
 
 
 def _check_type(name: str, value: Any, annotation: str) -> None:

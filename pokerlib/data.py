@@ -1,4 +1,4 @@
-"""Prompts and datasets: uniform hands, or hands constructed uniformly within each class (SPEC 2)."""
+"""Prompts and datasets: uniform hands, or hands constructed uniformly within each class."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Example:
 
 
 def build_prompt(hand: str | Sequence[str]) -> str:
-    """The SPEC prompt, byte for byte, for a (validated) hand."""
+    """The prompt, byte for byte, for a (validated) hand."""
     return PROMPT_TEMPLATE.format(hand=format_hand(parse_hand(hand)))
 
 
@@ -131,42 +131,60 @@ def _check_count(name: str, value: object) -> int:
 def make_splits(
     dataset: str, n_per_class_train: int, n_per_class_eval: int, seed: int
 ) -> tuple[list[Example], list[Example]]:
-    """Train and eval examples that never share a hand; a pure function of the arguments.
+    """Train and eval (held-out test) examples that never share a hand; a pure function of the arguments.
 
     `balanced`: exactly n_per_class of each label, each hand uniform within its class.
     `uniform`: the same totals (8 * n_per_class) of hands drawn uniformly from the deck.
     """
+    train, eval_, _ = _draw_splits(dataset, n_per_class_train, n_per_class_eval, 0, seed)
+    return train, eval_
+
+
+def make_validation(
+    dataset: str, n_per_class_train: int, n_per_class_eval: int, n_per_class_val: int, seed: int
+) -> list[Example]:
+    """Validation examples, disjoint from the train and eval hands of the same arguments: settings are
+    chosen on these, so the eval hands are read once per final setting. Drawn after both, so adding a
+    validation split leaves train and eval unchanged."""
+    return _draw_splits(dataset, n_per_class_train, n_per_class_eval, n_per_class_val, seed)[2]
+
+
+def _draw_splits(
+    dataset: str, n_per_class_train: int, n_per_class_eval: int, n_per_class_val: int, seed: int
+) -> tuple[list[Example], list[Example], list[Example]]:
     n_train = _check_count("n_per_class_train", n_per_class_train)
     n_eval = _check_count("n_per_class_eval", n_per_class_eval)
+    n_val = _check_count("n_per_class_val", n_per_class_val)
     _check_count("seed", seed)
     rng = random.Random(seed)
     taken: set[frozenset[str]] = set()
     if dataset == "balanced":
         for label in LABELS:
-            if n_train + n_eval > EXPECTED_COUNTS[label]:
+            if n_train + n_eval + n_val > EXPECTED_COUNTS[label]:
                 raise ValueError(
-                    f"n_per_class_train + n_per_class_eval = {n_train + n_eval} exceeds the "
-                    f"{EXPECTED_COUNTS[label]} distinct '{label}' hands; lower the counts"
+                    f"n_per_class_train + n_per_class_eval + n_per_class_val = {n_train + n_eval + n_val} "
+                    f"exceeds the {EXPECTED_COUNTS[label]} distinct '{label}' hands; lower the counts"
                 )
         # Eval first, class by class, so the held-out set does not depend on the train size.
         splits = []
-        for n in (n_eval, n_train):
+        for n in (n_eval, n_train, n_val):
             hands = []
             for label in LABELS:
                 hands += _draw_distinct(partial(sample_hand, label, rng), n, taken)
             rng.shuffle(hands)
             splits.append(hands)
-        eval_hands, train_hands = splits
+        eval_hands, train_hands, val_hands = splits
     elif dataset == "uniform":
         total = comb(len(DECK), 5)
-        if len(LABELS) * (n_train + n_eval) > total:
-            raise ValueError(f"uniform splits of {len(LABELS)} * {n_train + n_eval} hands exceed the {total} hands")
+        if len(LABELS) * (n_train + n_eval + n_val) > total:
+            raise ValueError(f"uniform splits of {len(LABELS)} * {n_train + n_eval + n_val} hands exceed {total}")
         draw = lambda: format_hand(rng.sample(DECK, 5))  # noqa: E731
         eval_hands = _draw_distinct(draw, len(LABELS) * n_eval, taken)
         train_hands = _draw_distinct(draw, len(LABELS) * n_train, taken)
+        val_hands = _draw_distinct(draw, len(LABELS) * n_val, taken)
     else:
         raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
-    return [make_example(h) for h in train_hands], [make_example(h) for h in eval_hands]
+    return tuple([make_example(h) for h in hands] for hands in (train_hands, eval_hands, val_hands))
 
 
 def all_hands() -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:

@@ -8,10 +8,10 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import Example
 from .labels import LabelSpace
+from .logprobs import encode_prompts, forward_precision, prompt_pass
 from .oracle import LABELS
 from .rewards import compute_rewards, extract_strict
-from .sampling import exact_label_logprobs, generate_rollout
-from .scoring import encode_prompts, forward_precision, prompt_pass
+from .rollout import exact_label_logprobs, generate_rollout
 
 INVALID = "invalid"
 
@@ -24,7 +24,7 @@ def greedy_completions(model, tokenizer, space: LabelSpace, prompts: list[str], 
     if cfg.decoding == "constrained" and not space.branches_after_root:
         pp = prompt_pass(model, batch)
         best = exact_label_logprobs(model, pp, space).argmax(dim=1).tolist()
-        return [tokenizer.decode(space.sequences[s][:-1]) for s in best]
+        return [space.texts[s] for s in best]
     rollout = generate_rollout(model, tokenizer, batch, space, cfg.decoding, 1, cfg.max_new_tokens, do_sample=False)
     return rollout.texts
 

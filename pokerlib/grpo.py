@@ -1,104 +1,106 @@
-"""GRPO (SPEC section 5): group-relative advantages, the clipped objective with optional KL, one step."""
+"""One GRPO step: 1. collect, 2. reward, 3. advantage, 4. update. The objectives are in objectives.py."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
 from .config import RunConfig
 from .data import Example
 from .labels import LabelSpace
-from .oracle import LABELS
-from .rewards import compute_rewards, extract_strict
-from .sampling import (
+from .logprobs import PromptBatch, PromptPass, encode_prompts, forward_precision, prompt_pass
+from .metrics import exact_metrics, label_histogram, step_metrics
+from .objectives import exact_advantages, exact_policy_gradient_loss, group_advantages, grpo_loss
+from .rewards import compute_rewards, sequence_rewards
+from .rollout import (
+    Rollout,
     exact_label_logprobs,
     exact_rollout,
     generate_rollout,
     rollout_token_logprobs,
     sample_exact,
 )
-from .scoring import encode_prompts, forward_precision, prompt_pass
-
-ADV_EPS = 1e-4  # as TRL
 
 
-def group_advantages(rewards: torch.Tensor, scale_rewards: str = "group") -> torch.Tensor:
-    """A = (r - mean_group) / (std_group + eps) over each row of (B, G) rewards; std is torch's unbiased one."""
-    centered = rewards - rewards.mean(dim=1, keepdim=True)
-    if scale_rewards == "none":
-        return centered
-    return centered / (rewards.std(dim=1, keepdim=True) + ADV_EPS)
+@dataclass
+class Experience:
+    """A step's data, from the prompts to the advantages (the name tiny-grpo uses)."""
+
+    examples: list[Example]
+    prompts: PromptBatch
+    rollout: Rollout  # G completions per prompt
+    logp: torch.Tensor | None  # (B*G, T) per-token log-probabilities under the policy, with their graph
+    entropy: torch.Tensor | None  # (B*G, T) per-token entropies
+    seq_logp: torch.Tensor | None = None  # (B, S) exact log-probability of each label sequence (constrained)
+    ref_seq_logp: torch.Tensor | None = None
+    ref_logp: torch.Tensor | None = None  # (B*G, T) under the reference, when beta > 0
+    old_logp: torch.Tensor | None = None  # logp when sampled: the denominator of the PPO ratio
+    rewards: torch.Tensor | None = None  # (B*G,) task rewards
+    seq_rewards: torch.Tensor | None = None  # (B, S) the reward every label sequence would earn
+    kl: torch.Tensor | None = None  # (B*G,) the original's per-completion KL estimate
+    advantages: torch.Tensor | None = None  # (B*G,)
 
 
-def grpo_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    ref_logp: torch.Tensor | None = None,
-    beta: float = 0.0,
-    epsilon: float = 0.2,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The GRPO objective over N completions of T tokens; returns (loss, fraction of clipped tokens).
-
-    loss = mean_i sum_t [ -min(rho_it A_i, clip(rho_it, 1-eps, 1+eps) A_i) + beta * k3_it ],
-    rho = pi / pi_old per token, k3 = pi_ref/pi - log(pi_ref/pi) - 1 (DeepSeekMath; pass ref_logp
-    only for the `loss` KL mode). With pi_old = pi (one update per batch) its gradient is that of
-    -mean_i A_i log pi(completion_i), the completion's log-probability summed over its tokens.
-    """
-    mask = mask.to(logp.dtype)
-    ratio = torch.exp(logp - old_logp)
-    adv = advantages[:, None]
-    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
-    per_token = -torch.min(ratio * adv, clipped * adv)
-    if ref_logp is not None and beta > 0:
-        log_ref_ratio = ref_logp - logp
-        per_token = per_token + beta * (torch.exp(log_ref_ratio) - log_ref_ratio - 1)
-    loss = (per_token * mask).sum(dim=1).mean()
-    is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
-    clip_ratio = (is_clipped.to(mask.dtype) * mask).sum() / mask.sum().clamp(min=1)
-    return loss, clip_ratio
+def collect(policy, reference, tokenizer, space: LabelSpace, examples, cfg: RunConfig, generator) -> Experience:
+    """Sample G completions per prompt and score them under the policy (and the reference when beta > 0)."""
+    device = next(policy.parameters()).device
+    prompts = encode_prompts(tokenizer, [e.prompt for e in examples], device)
+    use_ref = cfg.beta > 0
+    with forward_precision(policy, cfg.bf16):  # a no-op unless bf16
+        pp = prompt_pass(policy, prompts)
+        ref_pp = _no_grad(prompt_pass, reference, prompts) if use_ref else None
+        seq_logp = ref_seq_logp = None
+        if cfg.decoding == "constrained":  # the exact distribution over the label sequences, then G draws
+            seq_logp = exact_label_logprobs(policy, pp, space)
+            rollout = exact_rollout(space, sample_exact(seq_logp, cfg.num_generations, generator))
+            if use_ref:
+                ref_seq_logp = _no_grad(exact_label_logprobs, reference, ref_pp, space)
+        else:
+            rollout = generate_rollout(
+                policy, tokenizer, prompts, space, cfg.decoding, cfg.num_generations, cfg.max_new_tokens
+            )
+        rollout = rollout.to(device)
+        exp = Experience(examples, prompts, rollout, *_token_logprobs(policy, pp, rollout, cfg), seq_logp, ref_seq_logp)
+        exp.old_logp = exp.logp.detach() if exp.logp is not None else None
+        if use_ref:
+            exp.ref_logp = _no_grad(rollout_token_logprobs, reference, ref_pp, rollout, cfg.logprob_space)[0]
+    return exp
 
 
-def label_histogram(texts: list[str]) -> dict[str, int]:
-    """How often each label was said (strict reading); anything else counts as `invalid`."""
-    counts = dict.fromkeys([*LABELS, "invalid"], 0)
-    for text in texts:
-        counts[extract_strict(text) or "invalid"] += 1
-    return {f"samples/{label}": n for label, n in counts.items()}
+def reward(exp: Experience, space: LabelSpace, cfg: RunConfig) -> None:
+    """Task rewards of the completions (and of every label sequence on the exact path) and, with a
+    reference, the original's KL estimate per completion."""
+    examples, G = exp.examples, cfg.num_generations
+    prompts = [e.prompt for e in examples for _ in range(G)]
+    golds = [e.label for e in examples for _ in range(G)]
+    exp.rewards, _ = compute_rewards(prompts, exp.rollout.texts, golds, cfg.reward, cfg.class_weights)
+    if exp.seq_logp is not None:
+        exp.seq_rewards = sequence_rewards(examples, space.texts, cfg.reward, cfg.class_weights)
+    if exp.ref_logp is not None:  # mean per-token log-ratio on the sampled tokens (CPU, with the rewards)
+        mask = exp.rollout.mask
+        n_tokens = mask.sum(dim=1).clamp(min=1)
+        exp.kl = ((exp.old_logp - exp.ref_logp) * mask).sum(1).cpu() / n_tokens.cpu()
 
 
-def exact_metrics(label_logp, ref_label_logp, space: LabelSpace, tokenizer, examples, cfg) -> dict[str, float]:
-    """Exact quantities over the label distribution, before the update.
+def advantage(exp: Experience, cfg: RunConfig) -> None:
+    """Group-relative advantages; in `reward` KL mode the KL is folded into the reward first (the original)."""
+    B, G = len(exp.examples), cfg.num_generations
+    shaped = exp.rewards - cfg.beta * exp.kl if exp.kl is not None and cfg.kl_mode == "reward" else exp.rewards
+    exp.advantages = group_advantages(shaped.view(B, G), cfg.advantage_estimator).view(-1)
 
-    Expected reward, entropy and KL to the reference; and the greedy answer's accuracy on this
-    step's prompts, per class: hands not trained on yet (within the first epoch), so a learning curve.
-    """
-    S = space.num_sequences
-    texts = [tokenizer.decode(seq[:-1]) for seq in space.sequences]
-    prompts = [e.prompt for e in examples for _ in range(S)]
-    golds = [e.label for e in examples for _ in range(S)]
-    seq_rewards, _ = compute_rewards(prompts, texts * len(examples), golds, cfg.reward, cfg.class_weights)
-    seq_probs = label_logp.detach().float().exp().cpu()
-    label_probs = space.label_probs(label_logp)
-    logq = label_probs.clamp_min(1e-30).log()
-    gold = torch.tensor([LABELS.index(e.label) for e in examples])
-    correct = (space.greedy_labels(label_logp) == gold).float()
-    metrics = {
-        "exact_reward": (seq_probs * seq_rewards.view(-1, S)).sum(1).mean().item(),
-        "exact_entropy": -(label_probs * logq).sum(1).mean().item(),
-        "exact_kl": float("nan"),
-        "gold_prob": label_probs.gather(1, gold[:, None]).mean().item(),
-        "greedy_accuracy": correct.mean().item(),
-    }
-    if ref_label_logp is not None:
-        ref_probs = space.label_probs(ref_label_logp)
-        metrics["exact_kl"] = (label_probs * (logq - ref_probs.clamp_min(1e-30).log())).sum(1).mean().item()
-    for i, label in enumerate(LABELS):
-        of_class = gold == i
-        metrics[f"greedy_accuracy/{label}"] = correct[of_class].mean().item() if of_class.any() else float("nan")
-    return metrics
+
+def policy_loss(exp: Experience, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimize, clip ratio): the GRPO objective on the samples, or its exact expectation."""
+    if cfg.expectation == "exact":
+        probs = exp.seq_logp.detach().float().exp().cpu()
+        adv = exact_advantages(probs, exp.seq_rewards, cfg.advantage_estimator).to(exp.seq_logp.device)
+        return exact_policy_gradient_loss(exp.seq_logp, adv), torch.zeros(())
+    ref = exp.ref_logp if cfg.beta > 0 and cfg.kl_mode == "loss" else None
+    mask, device = exp.rollout.mask, exp.logp.device
+    loss, clip_ratio = grpo_loss(exp.logp, exp.old_logp, exp.advantages.to(device), mask, ref, cfg.beta, cfg.epsilon)
+    return loss - cfg.entropy_coef * (exp.entropy * mask).sum() / mask.sum(), clip_ratio
 
 
 def grpo_step(
@@ -112,90 +114,68 @@ def grpo_step(
     generator: torch.Generator,
     skip_without_signal: bool = True,
 ) -> dict[str, float]:
-    """One GRPO step on B prompts: sample G completions each, score, and update num_iterations times.
+    """One GRPO step on B prompts, updating num_iterations times (PPO-style clipping after the first).
 
     When no group has a reward spread (and no KL-loss or entropy term), there is no gradient: the
     backward pass and optimizer step are skipped unless `skip_without_signal` is False (benchmarks).
     """
     start = time.perf_counter()
-    device = next(policy.parameters()).device
-    B, G = len(examples), cfg.num_generations
-    batch = encode_prompts(tokenizer, [e.prompt for e in examples], device)
-    exact = cfg.decoding == "constrained"
-    use_ref = cfg.beta > 0
-
-    with forward_precision(policy, cfg.bf16):  # a no-op unless bf16
-        pp = prompt_pass(policy, batch)
-        ref_pp = None
-        if use_ref:
-            with torch.no_grad():
-                ref_pp = prompt_pass(reference, batch)
-        label_logp = ref_label_logp = None
-        if exact:
-            label_logp = exact_label_logprobs(policy, pp, space)
-            rollout = exact_rollout(space, sample_exact(label_logp, G, generator), tokenizer)
-            if use_ref:
-                with torch.no_grad():
-                    ref_label_logp = exact_label_logprobs(reference, ref_pp, space)
-        else:
-            rollout = generate_rollout(policy, tokenizer, batch, space, cfg.decoding, G, cfg.max_new_tokens)
-        rollout = rollout.to(device)
-
-        prompts = [e.prompt for e in examples for _ in range(G)]
-        golds = [e.label for e in examples for _ in range(G)]
-        rewards, _ = compute_rewards(prompts, rollout.texts, golds, cfg.reward, cfg.class_weights)
-        mask = rollout.mask.to(device)
-        n_tokens = mask.sum(dim=1).clamp(min=1)
-
-        logp, entropy = rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
-        old_logp = logp.detach()
-        ref_logp = None
-        kl_per_seq = torch.zeros(B * G)  # on the CPU, with the rewards
-        if use_ref:
-            with torch.no_grad():
-                ref_logp, _ = rollout_token_logprobs(reference, ref_pp, rollout, cfg.logprob_space)
-            kl_per_seq = ((old_logp - ref_logp) * mask).sum(1).cpu() / n_tokens.cpu()  # the original's estimate
-    shaped = rewards - cfg.beta * kl_per_seq if use_ref and cfg.kl_mode == "reward" else rewards
-    advantages = group_advantages(shaped.view(B, G), cfg.scale_rewards).view(-1).to(device)
-    grouped = rewards.view(B, G)
-    zero_std = (grouped.max(dim=1).values == grouped.min(dim=1).values).float()
-
-    loss_ref = ref_logp if use_ref and cfg.kl_mode == "loss" else None
-    has_signal = bool(advantages.abs().max() > 0) or loss_ref is not None or cfg.entropy_coef > 0
-    needs_update = has_signal or not skip_without_signal
+    exp = collect(policy, reference, tokenizer, space, examples, cfg, generator)  # 1. sample and score
+    reward(exp, space, cfg)  # 2. task rewards (and the KL estimate)
+    advantage(exp, cfg)  # 3. group-relative advantages
+    has_signal = (
+        bool(exp.advantages.abs().max() > 0)
+        or cfg.expectation == "exact"
+        or (cfg.beta > 0 and cfg.kl_mode == "loss")
+        or cfg.entropy_coef > 0
+    )
+    update = has_signal or not skip_without_signal
     losses, clips, grad_norms = [], [], []
-    for iteration in range(cfg.num_iterations):
-        if iteration > 0:
+    for iteration in range(cfg.num_iterations):  # 4. update
+        if iteration > 0:  # re-score the same completions under the updated policy
             with forward_precision(policy, cfg.bf16):
-                pp = prompt_pass(policy, batch)
-                logp, entropy = rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
-        loss, clip_ratio = grpo_loss(logp, old_logp, advantages, mask, loss_ref, cfg.beta, cfg.epsilon)
-        mean_entropy = (entropy * mask).sum() / mask.sum()
-        total = loss - cfg.entropy_coef * mean_entropy
-        losses.append(total.item())
+                pp = prompt_pass(policy, exp.prompts)
+                exp.logp, exp.entropy = _token_logprobs(policy, pp, exp.rollout, cfg)
+        loss, clip_ratio = policy_loss(exp, cfg)
+        losses.append(loss.item())
         clips.append(clip_ratio.item())
-        if not needs_update:
+        if not update:
             grad_norms.append(0.0)
             break  # every group has equal rewards: no gradient, and no optimizer step
-        total.backward()
+        loss.backward()
         grad_norms.append(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)  # free the gradients (540 MB for SmolLM2) between steps
+    return log_row(exp, space, losses, clips, grad_norms, update, start)
 
-    metrics = {
-        "reward": rewards.mean().item(),
-        "reward_std": grouped.std(dim=1).mean().item(),
-        "frac_reward_zero_std": zero_std.mean().item(),
-        "loss": sum(losses) / len(losses),
-        "kl": (kl_per_seq.mean().item() if use_ref else float("nan")),
-        "entropy": ((entropy.detach() * mask).sum() / mask.sum()).item(),
-        "grad_norm": sum(grad_norms) / len(grad_norms),
-        "clip_ratio": sum(clips) / len(clips),
-        "updated": float(needs_update),
-        "completion_length": n_tokens.float().mean().item(),
-    }
-    if exact:
-        metrics.update(exact_metrics(label_logp, ref_label_logp, space, tokenizer, examples, cfg))
-    metrics.update(label_histogram(rollout.texts))
-    metrics["step_seconds"] = time.perf_counter() - start
-    return metrics
+
+def log_row(exp: Experience, space: LabelSpace, losses, clips, grad_norms, updated: bool, start: float) -> dict:
+    """The step's training-log row (TRL's names), shared with the supervised step."""
+    mask = exp.rollout.mask
+    row = step_metrics(
+        exp.rewards.view(len(exp.examples), -1),
+        exp.rollout.texts,
+        mask,
+        loss=sum(losses) / len(losses),
+        kl=exp.kl.mean().item() if exp.kl is not None else float("nan"),
+        entropy=((exp.entropy.detach() * mask).sum() / mask.sum()).item() if exp.entropy is not None else float("nan"),
+        grad_norm=sum(grad_norms) / len(grad_norms),
+        clip_ratio=sum(clips) / len(clips),
+        updated=updated,
+    )
+    if exp.seq_logp is not None:
+        row.update(exact_metrics(exp.seq_logp, exp.ref_seq_logp, exp.seq_rewards, space, exp.examples))
+    row.update(label_histogram(exp.rollout.texts))
+    row["step_seconds"] = time.perf_counter() - start
+    return row
+
+
+def _token_logprobs(policy, pp: PromptPass, rollout: Rollout, cfg: RunConfig):
+    if cfg.expectation == "exact":  # the update reads the sequences' exact log-probabilities instead
+        return None, None
+    return rollout_token_logprobs(policy, pp, rollout, cfg.logprob_space)
+
+
+@torch.no_grad()
+def _no_grad(fn, *args):
+    return fn(*args)

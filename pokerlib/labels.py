@@ -1,4 +1,4 @@
-"""The label space as token sequences, and the decoding constraints over it (SPEC section 4).
+"""The label space as token sequences, and the decoding constraints over it .
 
 Each label is tokenized with and without a leading space and ends in end-of-sequence. `trie`
 allows, after a prefix, only the tokens that continue some sequence with that prefix, so labels
@@ -25,6 +25,7 @@ class LabelSpace:
     label_of: list[int]  # index into LABELS
     eos_id: int
     pad_id: int
+    texts: list[str]  # each sequence decoded without its eos: what a completion says
     children: dict[tuple[int, ...], list[int]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,4 +97,5 @@ def build_label_space(tokenizer) -> LabelSpace:
             if ids not in sequences:
                 sequences.append(ids)
                 label_of.append(i)
-    return LabelSpace(sequences, label_of, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    texts = [tokenizer.decode(seq[:-1]) for seq in sequences]
+    return LabelSpace(sequences, label_of, tokenizer.eos_token_id, tokenizer.pad_token_id, texts)

@@ -54,3 +54,13 @@ def compute_rewards(
         for got, gold in zip(extracted, gold_labels, strict=True)
     ]
     return torch.tensor(rewards, dtype=torch.float32), extracted
+
+
+def sequence_rewards(
+    examples: Sequence, texts: Sequence[str], mode: str = "strict", class_weights: bool = True
+) -> torch.Tensor:
+    """(B, S): the reward each of the S label texts would earn on each of the B examples' prompts."""
+    prompts = [e.prompt for e in examples for _ in texts]
+    golds = [e.label for e in examples for _ in texts]
+    rewards, _ = compute_rewards(prompts, list(texts) * len(examples), golds, mode, class_weights)
+    return rewards.view(len(examples), len(texts))

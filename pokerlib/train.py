@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import Example
+from .evaluate import evaluate
 from .grpo import grpo_step
 from .labels import LabelSpace
 from .oracle import LABELS
@@ -50,8 +51,13 @@ def train(
     cfg: RunConfig,
     on_step: Callable[[dict], None] | None = None,
     progress: bool = True,
+    val_examples: list[Example] | None = None,
 ) -> list[dict]:
-    """Run cfg.num_steps steps of cfg.objective; a pure function of cfg.seed on a given machine."""
+    """Run cfg.num_steps steps of cfg.objective; a pure function of cfg.seed on a given machine.
+
+    With validation examples, greedy accuracy and reward on them are logged every cfg.val_every steps
+    and after the last (`val_accuracy`, `val_reward`; NaN in other rows): settings are chosen on these.
+    """
     torch.manual_seed(cfg.seed)  # generate() samples from the global generator
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(policy, cfg)
@@ -63,6 +69,9 @@ def train(
         else:
             metrics = grpo_step(policy, reference, optimizer, tokenizer, space, batch, cfg, generator)
         row = {"step": step, **metrics}
+        if val_examples and (step == cfg.num_steps or (cfg.val_every and step % cfg.val_every == 0)):
+            val, _ = evaluate(policy, tokenizer, space, val_examples, cfg, desc="validation")
+            row["val_accuracy"], row["val_reward"] = val["accuracy"], val["mean_reward"]
         log.append(row)
         if on_step:
             on_step(row)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pokerlib.__main__ import main as cli
+from pokerlib.tools.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH = ROOT / "params" / "search.yaml"

@@ -45,7 +45,7 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None):
     import subprocess
     import sys
 
-    from pokerlib.runner import ROOT
+    from pokerlib.tools.runner import ROOT
 
     if env is None:  # one thread per kernel: tiny-model kernels gain nothing from more, and spin-waiting costs
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -65,7 +65,7 @@ def smoke_runs(tmp_path_factory, pokerlib_cache):
     import subprocess
     import sys
 
-    from pokerlib.runner import ROOT
+    from pokerlib.tools.runner import ROOT
 
     runs = tmp_path_factory.mktemp("runs")
     smoke = ("--overrides", "params/smoke.yaml", "--runs-dir", str(runs))

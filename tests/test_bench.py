@@ -4,10 +4,10 @@ import json
 
 import torch
 
-from pokerlib.bench import format_floor, format_table, main, memory_floor, original_step
 from pokerlib.config import RunConfig
 from pokerlib.data import make_splits
 from pokerlib.model import frozen_copy
+from pokerlib.tools.bench import format_floor, format_table, main, memory_floor, original_step
 from pokerlib.train import make_optimizer
 
 

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 from pokerlib import LABELS, make_splits
 from pokerlib.labels import LabelSpace
+from pokerlib.logprobs import completion_logits, encode_prompts, position_ids, prompt_pass
 from pokerlib.rewards import extract_strict
-from pokerlib.sampling import (
+from pokerlib.rollout import (
     completion_mask,
     exact_label_logprobs,
     exact_rollout,
@@ -23,7 +24,6 @@ from pokerlib.sampling import (
     rollout_token_logprobs,
     sample_exact,
 )
-from pokerlib.scoring import completion_logits, encode_prompts, position_ids, prompt_pass
 
 # --- fixtures and independent reference computations ------------------------------------------
 
@@ -397,7 +397,7 @@ def rollouts(tiny, space, prompts):
     torch.manual_seed(5)
     positional = generate_rollout(model, tokenizer, batch, space, "positional", 6, max_new_tokens=8)
     constrained = generate_rollout(model, tokenizer, batch, space, "constrained", 6, max_new_tokens=8)
-    exact = exact_rollout(space, torch.arange(space.num_sequences).repeat(3, 1), tokenizer)
+    exact = exact_rollout(space, torch.arange(space.num_sequences).repeat(3, 1))
     return batch, {"positional": positional, "constrained": constrained, "exact": exact}
 
 
@@ -450,7 +450,7 @@ def test_packed_completions_match_separate_forwards_in_value_and_gradient(tiny, 
 def test_exact_rollout_structure(tiny, space):
     _, tokenizer = tiny
     seq_index = torch.tensor([[3, 3, 9], [0, 15, 7]])
-    rollout = exact_rollout(space, seq_index, tokenizer)
+    rollout = exact_rollout(space, seq_index)
     assert rollout.rows.tolist() == [0, 0, 0, 1, 1, 1]
     assert rollout.seq_index.tolist() == [3, 3, 9, 0, 15, 7]
     for n, s in enumerate(rollout.seq_index.tolist()):
@@ -530,8 +530,8 @@ def test_left_padding_gives_the_same_logprobs_as_no_padding(tiny, space, prompts
         exact_alone = exact_label_logprobs(model, pp_alone, space)
         exact_padded = exact_label_logprobs(model, pp_padded, space)
         torch.testing.assert_close(exact_padded[0], exact_alone[0], atol=1e-5, rtol=0)
-        ro_alone = exact_rollout(space, torch.arange(S)[None], tokenizer)
-        ro_padded = exact_rollout(space, torch.arange(S).repeat(2, 1), tokenizer)
+        ro_alone = exact_rollout(space, torch.arange(S)[None])
+        ro_padded = exact_rollout(space, torch.arange(S).repeat(2, 1))
         for logprob_space in ("full", "constrained"):
             lp_alone, _ = rollout_token_logprobs(model, pp_alone, ro_alone, logprob_space)
             lp_padded, _ = rollout_token_logprobs(model, pp_padded, ro_padded, logprob_space)

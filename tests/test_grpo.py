@@ -103,7 +103,7 @@ REWARDS = [
 
 
 def test_group_advantages_exact_values_with_group_scaling():
-    adv = group_advantages(torch.tensor(REWARDS, dtype=torch.float64), "group")
+    adv = group_advantages(torch.tensor(REWARDS, dtype=torch.float64), "grpo")
     expected = torch.tensor(advantages_by_hand(REWARDS, "group"), dtype=torch.float64)
     torch.testing.assert_close(adv, expected, rtol=1e-12, atol=1e-12)
     # by hand: row 0 has mean 0.25 and sample std 0.5; row 1 mean 1.25, std sqrt(25/12)
@@ -115,7 +115,7 @@ def test_group_advantages_exact_values_with_group_scaling():
 
 
 def test_group_advantages_exact_values_without_scaling():
-    adv = group_advantages(torch.tensor(REWARDS, dtype=torch.float64), "none")
+    adv = group_advantages(torch.tensor(REWARDS, dtype=torch.float64), "dr_grpo")
     expected = torch.tensor(advantages_by_hand(REWARDS, "none"), dtype=torch.float64)
     torch.testing.assert_close(adv, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(adv[1], torch.tensor([1.25, 1.25, -1.25, -1.25], dtype=torch.float64))
@@ -124,7 +124,7 @@ def test_group_advantages_exact_values_without_scaling():
 
 def test_group_advantages_float32_zero_variance_groups_are_exactly_zero():
     rewards = torch.tensor([[2.5] * 8, [1.0] * 8, [0.0] * 8, [1.5, 0, 0, 0, 0, 0, 0, 0]])
-    for scale in ("group", "none"):
+    for scale in ("grpo", "dr_grpo", "maxrl"):  # rft is not centred: it weights rewarded samples only
         adv = group_advantages(rewards, scale)
         assert (adv[:3] == 0).all()
         assert (adv[3] != 0).all()

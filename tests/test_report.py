@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from pokerlib.render import cell_options, tex_to_mathml
-from pokerlib.runner import ROOT, VARIANTS
+from pokerlib.tools.render import cell_options, tex_to_mathml
+from pokerlib.tools.runner import ROOT, VARIANTS
 
 HEADINGS = [
     "The task",
@@ -129,7 +129,7 @@ def test_readme_numbers_come_from_the_committed_runs():
     import importlib.util
     import json
 
-    from pokerlib.bench import format_floor, format_table
+    from pokerlib.tools.bench import format_floor, format_table
 
     spec = importlib.util.spec_from_file_location("readme_assets", ROOT / "scripts" / "readme_assets.py")
     assets = importlib.util.module_from_spec(spec)

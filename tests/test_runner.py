@@ -15,7 +15,7 @@ import yaml
 from conftest import run_cli
 
 from pokerlib import LABELS
-from pokerlib.runner import MARKER, ROOT, VARIANTS
+from pokerlib.tools.runner import MARKER, ROOT, VARIANTS
 
 SMOKE = ["--overrides", "params/smoke.yaml"]
 

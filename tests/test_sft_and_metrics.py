@@ -17,8 +17,8 @@ from conftest import run_cli
 from pokerlib import LABEL_WEIGHTS, LABELS, make_splits
 from pokerlib.config import RunConfig
 from pokerlib.grpo import exact_metrics, grpo_step
+from pokerlib.logprobs import forward_precision
 from pokerlib.model import frozen_copy
-from pokerlib.scoring import forward_precision
 from pokerlib.sft import sft_loss, sft_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -418,7 +418,7 @@ def test_seeds_give_one_complete_sft_run_per_seed(tmp_path):
 def test_seed_and_seeds_together_are_rejected(tmp_path, capsys):
     """--seed and --seeds contradict each other: a usage error before anything runs (in process: argparse
     fails before any import of torch, so a subprocess would add only start-up time)."""
-    from pokerlib.__main__ import main
+    from pokerlib.tools.cli import main
 
     args = ["run-all", "--variants", "v2_balanced", *SMOKE, "--seed", "3", "--seeds", "0", "1"]
     with pytest.raises(SystemExit) as info:

@@ -18,10 +18,18 @@ from pathlib import Path
 
 import yaml
 
-from .config import RunConfig
+from ..config import RunConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "grpo_poker.ipynb"
+ROOT = Path(__file__).resolve().parents[2]  # the repository, in a clone or an editable install
+
+
+def _notebook() -> Path:
+    """The notebook of a clone; from an installed wheel, the copy shipped inside the package."""
+    in_clone = ROOT / "notebooks" / "grpo_poker.ipynb"
+    return in_clone if in_clone.is_file() else Path(__file__).resolve().parents[1] / "notebooks" / "grpo_poker.ipynb"
+
+
+NOTEBOOK = _notebook()
 PARAMS_DIR = ROOT / "params"
 VARIANTS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl")
 MARKER = "COMPLETE"
@@ -60,14 +68,16 @@ def resolve_config(params_file: str | Path, overrides: dict | None = None, seed:
     return RunConfig.from_dict(values)
 
 
-# Modules that cannot change a run's results: editing them does not invalidate complete runs.
-NOT_RESULTS = {"__main__.py", "bench.py", "render.py"}
+CORE = Path(__file__).resolve().parents[1]  # the library's core: every module that can change a result
 
 
 def code_version() -> str:
-    """A hash of the library and the notebook (plus the git commit when there is one)."""
+    """A hash of the library's core and the notebook (plus the git commit when there is one).
+
+    The core is every module directly in `pokerlib/`; tooling lives in `pokerlib/tools/` and is not hashed.
+    """
     digest = hashlib.sha256()
-    modules = [p for p in sorted((ROOT / "pokerlib").glob("*.py")) if p.name not in NOT_RESULTS]
+    modules = sorted(CORE.glob("*.py"))
     for path in modules + [NOTEBOOK]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -127,7 +137,7 @@ def run_variant(
     """Execute the notebook for `cfg` into runs_dir/name; skip when an identical complete run exists."""
     import papermill
 
-    from .model import check_source
+    from ..model import check_source
 
     check_source(cfg.model)
     run_dir = Path(runs_dir) / name
@@ -154,7 +164,7 @@ def run_variant(
             str(run_dir / "grpo_poker.ipynb"),
             parameters={**params, "out_dir": str(run_dir.resolve())},
             kernel_name="python3",
-            cwd=str(ROOT),
+            cwd=str(ROOT if (ROOT / "notebooks").is_dir() else Path.cwd()),
             progress_bar=False,
             log_output=True,
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .labels import LabelSpace
-from .scoring import PromptBatch, PromptPass, completion_logits, position_ids, token_entropy, token_logprobs
+from .logprobs import PromptBatch, PromptPass, completion_logits, position_ids, token_entropy, token_logprobs
 
 
 @dataclass
@@ -55,13 +55,13 @@ def sample_exact(label_logp: torch.Tensor, num_generations: int, generator: torc
     return torch.multinomial(probs, num_generations, replacement=True, generator=generator)
 
 
-def exact_rollout(space: LabelSpace, seq_index: torch.Tensor, tokenizer) -> Rollout:
+def exact_rollout(space: LabelSpace, seq_index: torch.Tensor) -> Rollout:
     """The Rollout for sampled label sequences `seq_index` (B, G)."""
     B, G = seq_index.shape
     flat = seq_index.reshape(-1)
     ids, valid = space.allowed_ids, space.allowed_valid
     tokens = space.ids[flat]
-    texts = [tokenizer.decode(space.sequences[s][:-1]) for s in flat.tolist()]
+    texts = [space.texts[s] for s in flat.tolist()]
     return Rollout(
         rows=torch.arange(B).repeat_interleave(G),
         tokens=tokens,

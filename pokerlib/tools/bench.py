@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .config import RunConfig
-from .data import make_splits
-from .grpo import group_advantages, grpo_step
-from .labels import build_label_space
-from .model import frozen_copy, load_model
-from .rewards import compute_rewards
-from .scoring import encode_prompts, forward_precision
-from .sft import sft_step
-from .train import make_optimizer
+from ..config import RunConfig
+from ..data import make_splits
+from ..grpo import group_advantages, grpo_step
+from ..labels import build_label_space
+from ..logprobs import encode_prompts, forward_precision
+from ..model import frozen_copy, load_model
+from ..rewards import compute_rewards
+from ..sft import sft_step
+from ..train import make_optimizer
 
 
 def _rss_bytes() -> int:

@@ -1,0 +1,124 @@
+"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (repeatable), e.g. --set learning_rate=1e-4",
+    )
+    p.add_argument(
+        "--overrides",
+        dest="overrides_file",
+        metavar="YAML",
+        help="a params file applied on top of each variant, e.g. params/smoke.yaml",
+    )
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="override the seed (the run name gets a -seedN suffix)")
+    seeds.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="run each variant once per seed, into <name>/seed<N>/ (the report aggregates them)",
+    )
+    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument("--force", action="store_true", help="re-run even if an identical complete run exists")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pokerlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one variant through the notebook with papermill")
+    run.add_argument("params", help="a params file, e.g. params/v2_balanced.yaml")
+    run.add_argument("--name", help="run folder name (default: the params file's name)")
+    _add_run_options(run)
+    run_all = sub.add_parser("run-all", help="run the three variants of the original experiment")
+    run_all.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="NAME",
+        help="params/<NAME>.yaml to run instead of the three originals, e.g. v4_extended v4_sft",
+    )
+    _add_run_options(run_all)
+    bench = sub.add_parser("bench", help="time the original GRPO step against ours (bundled model)")
+    bench.add_argument("--model", default="bundled")
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--out", help="also write the table as JSON here, e.g. results/bench.json")
+    bench.add_argument(
+        "--precision",
+        nargs="+",
+        choices=("float32", "bf16"),
+        default=["float32"],
+        help="float32 (default), bf16 (bfloat16 autocast for both methods), or both",
+    )
+    render = sub.add_parser("render", help="render report.qmd to HTML offline (no Quarto needed)")
+    render.add_argument("qmd", nargs="?", default="report.qmd")
+    render.add_argument(
+        "-P",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a report parameter, e.g. -P runs_dir=results (as quarto render -P)",
+    )
+    render.add_argument("-o", "--output", help="HTML file (default: _output/<name>.html)")
+    args = parser.parse_args(argv)
+
+    if args.command == "render":
+        from nbclient.exceptions import CellExecutionError
+
+        from .render import render as render_report
+        from .runner import parse_overrides
+
+        try:
+            params = parse_overrides([p.replace(":", "=", 1) if "=" not in p else p for p in args.params])
+            render_report(args.qmd, args.output, params)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except CellExecutionError as err:  # the report's own code failed: show its error, not nbclient's
+            print(f"error: report.qmd failed to execute: {err.ename}: {err.evalue}", file=sys.stderr)
+            return 1
+        return 0
+
+    if args.command == "bench":
+        from .bench import main as bench_main
+
+        bench_main(model=args.model, repeats=args.repeats, out=args.out, precisions=args.precision)
+        return 0
+
+    from ..model import check_source
+    from .runner import PARAMS_DIR, VARIANTS, RunError, parse_overrides, read_params, resolve_config, run_variant
+
+    try:
+        overrides = read_params(args.overrides_file) if args.overrides_file else {}
+        overrides.update(parse_overrides(args.overrides))
+        if args.command == "run":
+            jobs = [(Path(args.params), args.name or Path(args.params).stem)]
+        else:
+            jobs = [(PARAMS_DIR / f"{v}.yaml", v) for v in args.variants or VARIANTS]
+        if args.seeds:
+            seeded = [(path, f"{name}/seed{seed}", seed) for path, name in jobs for seed in args.seeds]
+        else:
+            suffix = f"-seed{args.seed}" if args.seed is not None else ""
+            seeded = [(path, name + suffix, args.seed) for path, name in jobs]
+        # Validate every job before running any of them.
+        configs = [(resolve_config(path, overrides, seed), name) for path, name, seed in seeded]
+        for cfg, _ in configs:
+            check_source(cfg.model)
+        for cfg, name in configs:
+            run_variant(cfg, name, args.runs_dir, force=args.force)
+    except (ValueError, TypeError, FileNotFoundError, RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
