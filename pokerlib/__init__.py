@@ -5,11 +5,12 @@ Data flows one way: params -> config -> data -> model -> training -> evaluation 
 
 from .cards import DECK, RANKS, SUITS, parse_card, parse_hand
 from .config import RunConfig
-from .data import Example, build_prompt, make_splits, sample_hand
+from .data import Example, build_prompt, make_splits, make_validation, sample_hand
 from .evaluate import evaluate
-from .grpo import group_advantages, grpo_loss, grpo_step
+from .grpo import Experience, grpo_step
 from .labels import build_label_space
 from .model import frozen_copy, load_model
+from .objectives import group_advantages, grpo_loss, objective_weight
 from .oracle import EXPECTED_COUNTS, LABEL_WEIGHTS, LABELS, classify_hand
 from .rewards import compute_rewards
 from .train import train
@@ -22,6 +23,7 @@ __all__ = [
     "RANKS",
     "SUITS",
     "Example",
+    "Experience",
     "RunConfig",
     "build_label_space",
     "build_prompt",
@@ -34,6 +36,8 @@ __all__ = [
     "grpo_step",
     "load_model",
     "make_splits",
+    "make_validation",
+    "objective_weight",
     "parse_card",
     "parse_hand",
     "sample_hand",

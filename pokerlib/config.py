@@ -22,6 +22,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "objective": ("grpo", "sft"),
     "advantage": ADVANTAGES,
     "expectation": ("sampled", "exact"),
+    "final_eval": ("test", "validation"),
 }
 
 
@@ -38,6 +39,7 @@ class RunConfig:
     n_per_class_eval: int = 50  # the held-out test hands, read once per final setting
     n_per_class_val: int = 25  # validation hands, disjoint from train and eval: settings are chosen on these
     val_every: int = 0  # evaluate on the validation hands every this many steps (0: only after training)
+    final_eval: str = "test"  # the hands eval.json scores: test (final settings) | validation (a search)
     num_steps: int = 100
     batch_size: int = 4  # B prompts per step
     num_generations: int = 4  # G completions per prompt

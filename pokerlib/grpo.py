@@ -100,7 +100,8 @@ def policy_loss(exp: Experience, cfg: RunConfig) -> tuple[torch.Tensor, torch.Te
     ref = exp.ref_logp if cfg.beta > 0 and cfg.kl_mode == "loss" else None
     mask, device = exp.rollout.mask, exp.logp.device
     loss, clip_ratio = grpo_loss(exp.logp, exp.old_logp, exp.advantages.to(device), mask, ref, cfg.beta, cfg.epsilon)
-    return loss - cfg.entropy_coef * (exp.entropy * mask).sum() / mask.sum(), clip_ratio
+    mean_entropy = (exp.entropy * mask).sum() / mask.sum()
+    return loss - cfg.entropy_coef * mean_entropy, clip_ratio
 
 
 def grpo_step(

@@ -1,4 +1,4 @@
-"""Run the v4 search (params/search.yaml): one seed of each setting, into results/search/<name>/."""
+"""Run the search (params/search.yaml): every setting with every seed, into results/search/<setting>/seed<N>/."""
 
 from __future__ import annotations
 
@@ -14,27 +14,29 @@ ROOT = Path(__file__).resolve().parent.parent
 SEARCH = ROOT / "params" / "search.yaml"
 
 
-def commands(runs_dir: str, last: dict | None = None) -> list[list[str]]:
+def commands(runs_dir: str, last: dict | None = None, only: list[str] | None = None) -> list[list[str]]:
     """The `python -m pokerlib run` arguments of every search run; `last` overrides on top (tests: smoke)."""
     spec = yaml.safe_load(SEARCH.read_text())
     out = []
-    for name, overrides in spec["runs"].items():
+    for name, overrides in spec["settings"].items():
+        if only and name not in only:
+            continue
         values = {**spec["budget"], **overrides, **(last or {})}
         sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-        out.append(["run", "params/v4_extended.yaml", *sets, "--name", f"search/{name}", "--runs-dir", runs_dir])
+        base = str(SEARCH.parent / spec["base"])
+        seeds = [str(s) for s in spec["seeds"]]
+        out.append(["run", base, *sets, "--name", f"search/{name}", "--seeds", *seeds, "--runs-dir", runs_dir])
     return out
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs-dir", default="results")
-    parser.add_argument("--only", nargs="*", help="run only these names")
+    parser.add_argument("--only", nargs="*", help="run only these settings")
     parser.add_argument("--overrides", metavar="YAML", help="a params file applied last, e.g. params/smoke.yaml")
     args = parser.parse_args()
     last = yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else None
-    for argv in commands(args.runs_dir, last):
-        if args.only and argv[-3].removeprefix("search/") not in args.only:
-            continue
+    for argv in commands(args.runs_dir, last, args.only):
         print("python -m pokerlib " + " ".join(argv), flush=True)
         if cli(argv) != 0:
             sys.exit(1)

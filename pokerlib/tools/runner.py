@@ -60,9 +60,23 @@ def read_params(path: str | Path) -> dict:
     return data
 
 
+def params_values(params_file: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A params file's values over those of the file its `base:` key names (relative to it), recursively."""
+    path = Path(params_file).resolve()
+    if path in _seen:
+        raise ValueError(f"params files name each other as base in a cycle: {' -> '.join(map(str, _seen + (path,)))}")
+    values = read_params(path)
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: base must be the name of another params file, e.g. base: v2_balanced.yaml")
+    return {**params_values(path.parent / base, _seen + (path,)), **values}
+
+
 def resolve_config(params_file: str | Path, overrides: dict | None = None, seed: int | None = None) -> RunConfig:
-    """The validated configuration of a run: params file, then overrides, then --seed."""
-    values = {**read_params(params_file), **(overrides or {})}
+    """The validated configuration of a run: params file (over its base), then overrides, then --seed."""
+    values = {**params_values(params_file), **(overrides or {})}
     if seed is not None:
         values["seed"] = seed
     return RunConfig.from_dict(values)
