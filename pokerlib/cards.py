@@ -1,4 +1,4 @@
-"""Cards as `RANKSUIT` strings: parsing, validation and normalization (SPEC section 1)."""
+"""Cards as `RANKSUIT` strings: parsing, validation and normalization."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ HAND_SIZE = 5
 
 
 def parse_card(card: str) -> str:
-    """Return the card in SPEC form (`"th"` -> `"TH"`), or raise a ValueError naming it."""
+    """Return the card in canonical form (`"th"` -> `"TH"`), or raise a ValueError naming it."""
     if not isinstance(card, str):
         raise TypeError(f"a card must be a string like 'TD', got {type(card).__name__}: {card!r}")
     text = card.strip().upper()

@@ -94,7 +94,7 @@ def advantage(exp: Experience, cfg: RunConfig) -> None:
 def policy_loss(exp: Experience, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimize, clip ratio): the GRPO objective on the samples, or its exact expectation."""
     if cfg.expectation == "exact":
-        probs = exp.seq_logp.detach().float().exp().cpu()
+        probs = exp.seq_logp.detach().exp().cpu()
         adv = exact_advantages(probs, exp.seq_rewards, cfg.advantage_estimator).to(exp.seq_logp.device)
         return exact_policy_gradient_loss(exp.seq_logp, adv), torch.zeros(())
     ref = exp.ref_logp if cfg.beta > 0 and cfg.kl_mode == "loss" else None

@@ -1,4 +1,4 @@
-"""The hand-type oracle and the label set (SPEC section 1)."""
+"""The hand-type oracle and the label set."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ LABEL_WEIGHTS: dict[str, float] = {
     "full house": 2.5,
     "four of a kind": 3.0,
 }
-# Exact counts over all 2,598,960 hands under SPEC's mapping (straight flushes count as straights).
+# Exact counts over all 2,598,960 hands under this mapping (straight flushes count as straights).
 EXPECTED_COUNTS: dict[str, int] = {
     "high card": 1_302_540,
     "one pair": 1_098_240,

@@ -1,4 +1,4 @@
-"""Rewards (SPEC section 3): `strict` scores only the completion; `buggy` reproduces the original v1."""
+"""Rewards: `strict` scores only the completion; `buggy` reproduces the original v1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Card and hand parsing: SPEC form, normalization, and errors that name the problem (SPEC 1)."""
+"""Card and hand parsing: canonical form, normalization, and errors that name the problem."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Prompts, class samplers and train/eval splits: exact, disjoint, seeded and uniform within a class (SPEC 1-2)."""
+"""Prompts, class samplers and train/eval splits: exact, disjoint, seeded and uniform within a class."""
 
 import os
 import random
@@ -13,7 +13,7 @@ import pytest
 
 from pokerlib import DECK, LABELS, RANKS, SUITS, build_prompt, classify_hand, make_splits, parse_hand, sample_hand
 
-SPEC_PROMPT = (
+EXAMPLE_PROMPT = (
     "Classify this 5-card poker hand.\n"
     "\n"
     "Hand: 2H 2D 2C 9S 9H\n"
@@ -31,8 +31,8 @@ SPEC_PROMPT = (
 @pytest.mark.parametrize("hand", ["2H 2D 2C 9S 9H", "2h 2d 2c 9s 9h", ["2H", "2D", "2C", "9S", "9H"]])
 def test_build_prompt_is_the_spec_prompt_byte_for_byte(hand):
     prompt = build_prompt(hand)
-    assert prompt == SPEC_PROMPT
-    assert prompt.encode() == SPEC_PROMPT.encode()
+    assert prompt == EXAMPLE_PROMPT
+    assert prompt.encode() == EXAMPLE_PROMPT.encode()
     assert prompt.endswith("Answer:")  # no trailing space or newline
 
 
@@ -45,7 +45,7 @@ def card_sets(split):
 
 @pytest.fixture(scope="module")
 def balanced():
-    return make_splits("balanced", 300, 50, 0)  # the SPEC defaults
+    return make_splits("balanced", 300, 50, 0)  # the defaults
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_balanced_splits_have_exactly_n_of_each_label(balanced):
 def test_examples_carry_their_oracle_label_and_spec_prompt(dataset, balanced, uniform):
     train, eval_ = balanced if dataset == "balanced" else uniform
     for ex in train + eval_:
-        assert ex.hand == " ".join(parse_hand(ex.hand))  # SPEC form, single spaces
+        assert ex.hand == " ".join(parse_hand(ex.hand))  # canonical form, single spaces
         assert ex.label == classify_hand(ex.hand)
         assert ex.prompt == build_prompt(ex.hand)
 
@@ -156,7 +156,7 @@ def test_sample_hand_always_returns_its_class(label):
     rng = random.Random(3)
     for _ in range(3_000):
         hand = sample_hand(label, rng)
-        assert hand == " ".join(parse_hand(hand))  # five distinct cards in SPEC form
+        assert hand == " ".join(parse_hand(hand))  # five distinct cards in canonical form
         assert classify_hand(hand) == label
 
 

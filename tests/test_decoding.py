@@ -1,4 +1,4 @@
-"""Decoding (SPEC section 4): the label space and its trie, exact enumeration vs `generate`, and the
+"""Decoding: the label space and its trie, exact enumeration vs `generate`, and the
 per-token log-probabilities used by GRPO, checked against independent uncached computations.
 
 Every model here is the tiny random Llama with the real SmolLM2 tokenizer (the session fixture `tiny`

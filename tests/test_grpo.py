@@ -1,4 +1,4 @@
-"""GRPO (SPEC section 5) and the run configuration: advantages, the clipped objective with its KL options,
+"""GRPO and the run configuration: advantages, the clipped objective with its KL options,
 and one full `grpo_step` on the tiny model checked against an update computed independently.
 
 Every model here is the tiny random Llama (the session fixture `tiny` from conftest.py); tests train
@@ -55,7 +55,7 @@ def advantages_by_hand(rewards: list[list[float]], scale: str = "group", eps: fl
 
 
 def strict_reward(text: str, gold: str, class_weights: bool = True) -> float:
-    """SPEC section 3, written out: lowercase, strip whitespace and `. : , ! ;`, exact match."""
+    """The strict reading, written out: lowercase, strip whitespace and `. : , ! ;`, exact match."""
     answer = text.lower().strip(" \t\r\n.:,!;")
     return (LABEL_WEIGHTS[gold] if class_weights else 1.0) if answer == gold else 0.0
 
@@ -425,7 +425,7 @@ def test_buggy_reward_gives_zero_variance_groups_and_no_update(tiny, space):
     ids=["group-scaling", "no-scaling", "group-scaling-kl-in-reward"],
 )
 def test_class_weights_cancel_under_group_scaling_only(tiny, space, models, monkeypatch, scale_rewards, beta):
-    """SPEC: with std scaling a group's rewards are 0 or one weight, so the weight cancels; weights matter
+    """With std scaling a group's rewards are 0 or one weight, so the weight cancels; weights matter
     with `scale_rewards: none` or when the KL term is folded into the reward."""
     _, tokenizer = tiny
     base, reference = models

@@ -1,4 +1,4 @@
-"""Model loading: the bundled GGUF and its cache, tiny model, local folders, reference copy, early errors (SPEC 8)."""
+"""Model loading: the bundled GGUF and its cache, tiny model, local folders, reference copy, early errors."""
 
 import importlib.util
 import re
@@ -50,7 +50,7 @@ def save_tiny(tiny, folder):
     tokenizer.save_pretrained(folder)
 
 
-# The bundled model (SPEC 8)
+# The bundled model
 
 
 @pytest.mark.model

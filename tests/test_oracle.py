@@ -1,4 +1,4 @@
-"""The oracle: exhaustive SPEC counts, named edge cases, and agreement with pokerkit (SPEC 1)."""
+"""The oracle: exhaustive counts, named edge cases, and agreement with pokerkit."""
 
 import random
 from collections import Counter
@@ -11,8 +11,8 @@ from pokerlib import DECK, EXPECTED_COUNTS, LABEL_WEIGHTS, LABELS, RANKS, SUITS,
 from pokerlib.data import count_table, sample_hand
 from pokerlib.oracle import category
 
-# SPEC section 1, written out literally so that a changed constant cannot hide a bug.
-SPEC_COUNTS = {
+# The published counts, written out literally so that a changed constant cannot hide a bug.
+COUNTS_BY_HAND = {
     "high card": 1_302_540,
     "one pair": 1_098_240,
     "two pair": 123_552,
@@ -47,13 +47,13 @@ def test_labels_and_weights_are_the_spec_ones_in_order():
 
 
 def test_expected_counts_constant_is_the_spec_table():
-    assert EXPECTED_COUNTS == SPEC_COUNTS
-    assert sum(SPEC_COUNTS.values()) == 2_598_960
+    assert EXPECTED_COUNTS == COUNTS_BY_HAND
+    assert sum(COUNTS_BY_HAND.values()) == 2_598_960
 
 
 def test_exhaustive_count_over_all_hands_matches_spec():
     counts = count_table()
-    assert counts == SPEC_COUNTS
+    assert counts == COUNTS_BY_HAND
     assert list(counts) == list(LABELS)
 
 

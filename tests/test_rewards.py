@@ -1,4 +1,4 @@
-"""Rewards (SPEC section 3): `strict` reads only the completion, `buggy` reproduces the original v1."""
+"""Rewards: `strict` reads only the completion, `buggy` reproduces the original v1."""
 
 import pytest
 import torch
@@ -6,11 +6,11 @@ import torch
 from pokerlib import LABEL_WEIGHTS, LABELS, build_prompt
 from pokerlib.rewards import compute_rewards, extract_buggy, extract_strict, normalize_answer
 
-SPEC_PROMPT = build_prompt("2H 2D 2C 9S 9H")  # a full house; the prompt lists every label, high card first
+EXAMPLE_PROMPT = build_prompt("2H 2D 2C 9S 9H")  # a full house; the prompt lists every label, high card first
 
 
 def strict(completion: str, gold: str, class_weights: bool = True) -> tuple[float, str | None]:
-    rewards, extracted = compute_rewards([SPEC_PROMPT], [completion], [gold], "strict", class_weights)
+    rewards, extracted = compute_rewards([EXAMPLE_PROMPT], [completion], [gold], "strict", class_weights)
     assert rewards.shape == (1,)
     return rewards.item(), extracted[0]
 
@@ -75,7 +75,7 @@ def test_strict_pays_each_labels_weight_or_one_without_class_weights(label):
 
 
 def test_strict_scores_only_the_completion_not_the_prompt():
-    # The SPEC prompt contains every label; an empty or prose completion must not be read through it.
+    # The prompt contains every label; an empty or prose completion must not be read through it.
     for completion in ["", "I am not sure", "Classify this 5-card poker hand."]:
         for gold in LABELS:
             reward, extracted = strict(completion, gold)
@@ -97,9 +97,9 @@ def test_normalize_answer_strips_only_surroundings():
     "completion", ["", " four of a kind", " full house", "flush", " banana", " two pair\n\nhigh card", "one pair"]
 )
 def test_buggy_always_reads_high_card_from_the_spec_prompt(completion):
-    assert extract_buggy(SPEC_PROMPT, completion) == "high card"
+    assert extract_buggy(EXAMPLE_PROMPT, completion) == "high card"
     golds = list(LABELS)
-    rewards, extracted = compute_rewards([SPEC_PROMPT] * len(golds), [completion] * len(golds), golds, "buggy")
+    rewards, extracted = compute_rewards([EXAMPLE_PROMPT] * len(golds), [completion] * len(golds), golds, "buggy")
     assert extracted == ["high card"] * len(golds)
     # reward is 1.0 (the high card weight) iff the gold label is high card, whatever the answer
     assert rewards.tolist() == [1.0 if gold == "high card" else 0.0 for gold in golds]
@@ -115,10 +115,10 @@ def test_buggy_reads_prompt_plus_completion_in_order():
 
 
 def test_strict_and_buggy_disagree_on_the_spec_prompt():
-    # The correct answer for the SPEC hand is full house: strict pays it, buggy does not.
+    # The correct answer for this hand is full house: strict pays it, buggy does not.
     completions = [" full house", " high card"]
     golds = ["full house", "full house"]
-    prompts = [SPEC_PROMPT] * 2
+    prompts = [EXAMPLE_PROMPT] * 2
     assert compute_rewards(prompts, completions, golds, "strict")[0].tolist() == [2.5, 0.0]
     assert compute_rewards(prompts, completions, golds, "buggy")[0].tolist() == [0.0, 0.0]
     gold_hc = ["high card", "high card"]
@@ -132,7 +132,7 @@ def test_strict_and_buggy_disagree_on_the_spec_prompt():
 def test_compute_rewards_is_vectorized_over_a_batch():
     completions = [" Full House.", "two house", " flush", "four of a kind!", "high card", " one pair"]
     golds = ["full house", "full house", "flush", "four of a kind", "one pair", "one pair"]
-    prompts = [SPEC_PROMPT] * len(golds)
+    prompts = [EXAMPLE_PROMPT] * len(golds)
     rewards, extracted = compute_rewards(prompts, completions, golds, "strict", class_weights=True)
     assert isinstance(rewards, torch.Tensor)
     assert rewards.shape == (6,)
@@ -153,11 +153,11 @@ def test_compute_rewards_empty_batch():
 @pytest.mark.parametrize("mode", ["lenient", "STRICT", "", None])
 def test_unknown_reward_mode_raises(mode):
     with pytest.raises(ValueError, match="strict"):
-        compute_rewards([SPEC_PROMPT], ["flush"], ["flush"], mode)
+        compute_rewards([EXAMPLE_PROMPT], ["flush"], ["flush"], mode)
 
 
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
-        compute_rewards([SPEC_PROMPT], ["flush", "flush"], ["flush"], "strict")
+        compute_rewards([EXAMPLE_PROMPT], ["flush", "flush"], ["flush"], "strict")
     with pytest.raises(ValueError):
-        compute_rewards([SPEC_PROMPT, SPEC_PROMPT], ["flush", "flush"], ["flush"], "buggy")
+        compute_rewards([EXAMPLE_PROMPT, EXAMPLE_PROMPT], ["flush", "flush"], ["flush"], "buggy")

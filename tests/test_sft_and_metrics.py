@@ -16,10 +16,13 @@ from conftest import run_cli
 
 from pokerlib import LABEL_WEIGHTS, LABELS, make_splits
 from pokerlib.config import RunConfig
-from pokerlib.grpo import exact_metrics, grpo_step
+from pokerlib.grpo import grpo_step
 from pokerlib.logprobs import forward_precision
+from pokerlib.metrics import exact_metrics
 from pokerlib.model import frozen_copy
-from pokerlib.sft import sft_loss, sft_step
+from pokerlib.objectives import sft_loss
+from pokerlib.rewards import sequence_rewards
+from pokerlib.sft import sft_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,7 +98,7 @@ def test_sft_loss_is_minus_log_of_the_gold_label_summed_over_its_sequences(space
     logits = 3 * torch.randn(6, S, generator=g, dtype=torch.float64)
     label_logp = torch.log_softmax(logits, dim=1).requires_grad_()
     gold = torch.tensor([0, 7, 3, 3, 5, 1])
-    loss = sft_loss(label_logp, gold, space)
+    loss = sft_loss(label_logp, gold, space.label_index)
     (grad,) = torch.autograd.grad(loss, label_logp)
 
     probs = label_logp.detach().exp()
@@ -122,7 +125,7 @@ def test_sft_loss_is_zero_when_the_gold_label_is_certain(space):
     for b, gold_b in enumerate(gold.tolist()):
         first, second = [s for s in range(S) if space.label_of[s] == gold_b]
         label_logp[b, first], label_logp[b, second] = math.log(0.3), math.log(0.7)
-    assert sft_loss(label_logp, gold, space).item() == pytest.approx(0.0, abs=1e-12)
+    assert sft_loss(label_logp, gold, space.label_index).item() == pytest.approx(0.0, abs=1e-12)
 
 
 # --- sft_step on the tiny model -------------------------------------------------------------------
@@ -310,8 +313,8 @@ def test_exact_metrics_on_a_hand_built_distribution(tiny, space, hand_built):
     probability, the expected reward, the label entropy and the KL to a uniform reference, all exact."""
     _, tokenizer = tiny
     examples, label_logp, expected, _ = hand_built
-    cfg = RunConfig(model="tiny")
-    metrics = exact_metrics(label_logp, None, space, tokenizer, examples, cfg)
+    weighted = sequence_rewards(examples, space.texts, "strict", class_weights=True)
+    metrics = exact_metrics(label_logp, None, weighted, space, examples)
     assert metrics["greedy_accuracy"] == 0.5  # prompts 0 and 3 right
     assert metrics["greedy_accuracy/flush"] == 1.0
     assert metrics["greedy_accuracy/two pair"] == 0.0
@@ -327,10 +330,18 @@ def test_exact_metrics_on_a_hand_built_distribution(tiny, space, hand_built):
     assert metrics["exact_entropy"] == pytest.approx(entropy, rel=1e-6)
     assert math.isnan(metrics["exact_kl"])
     uniform = torch.full_like(label_logp, -math.log(space.num_sequences))  # 1/8 per label
-    with_ref = exact_metrics(label_logp, uniform, space, tokenizer, examples, cfg)
+    with_ref = exact_metrics(label_logp, uniform, weighted, space, examples)
     assert with_ref["exact_kl"] == pytest.approx(math.log(len(LABELS)) - entropy, rel=1e-6)
-    unweighted = exact_metrics(label_logp, None, space, tokenizer, examples, RunConfig(class_weights=False))
+    unweighted = exact_metrics(
+        label_logp, None, sequence_rewards(examples, space.texts, "strict", False), space, examples
+    )
     assert unweighted["exact_reward"] == pytest.approx(metrics["gold_prob"], rel=1e-6)
+    # the gold label's probability per class, and the share of prompts whose gold label is nearly lost
+    assert metrics["gold_prob/flush"] == pytest.approx((gold_probs[0] + gold_probs[3]) / 2, rel=1e-6)
+    assert metrics["gold_prob/full house"] == pytest.approx(gold_probs[2], rel=1e-6)
+    assert metrics["gold_prob/two pair"] == pytest.approx(gold_probs[1], rel=1e-6)
+    assert math.isnan(metrics["gold_prob/high card"])
+    assert metrics["frac_gold_prob_low"] == (sum(p < 0.01 for p in gold_probs) / 4)
 
 
 # --- bf16 autocast --------------------------------------------------------------------------------
