@@ -60,7 +60,7 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None):
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory, pokerlib_cache):
     """The reference layout on params/smoke.yaml (tiny model, 3 steps), through papermill: the three variants
-    and v4 (GRPO and SFT) with two seeds each, and two of the search runs."""
+    and v4 (GRPO and SFT) with two seeds each, and two settings of the search with its three seeds."""
     import os
     import subprocess
     import sys
@@ -70,8 +70,8 @@ def smoke_runs(tmp_path_factory, pokerlib_cache):
     runs = tmp_path_factory.mktemp("runs")
     smoke = ("--overrides", "params/smoke.yaml", "--runs-dir", str(runs))
     run_cli("run-all", "--seeds", "0", "1", *smoke)
-    run_cli("run-all", "--variants", "v4_extended", "v4_sft", "--seeds", "0", "1", *smoke)
-    search = [sys.executable, "scripts/search.py", "--only", "base", "kl_loss_0.1", *smoke]
+    run_cli("run-all", "--variants", "v4_grpo", "v4_maxrl", "v4_sft", "--seeds", "0", "1", *smoke)
+    search = [sys.executable, "scripts/search.py", "--only", "grpo", "maxrl", *smoke]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(search, cwd=ROOT, check=True, capture_output=True, timeout=600, env=env)
     return runs

@@ -323,7 +323,8 @@ def test_exact_label_logprobs_on_a_trie_that_branches_after_the_root(tiny, promp
     model, tokenizer = tiny
     eos = tokenizer.eos_token_id
     sequences = [(100, 200, eos), (100, 201, 300, eos), (100, 201, 301, eos), (102, eos), (103, 200, eos)]
-    custom = LabelSpace(sequences, [0, 1, 2, 3, 4], eos, tokenizer.pad_token_id)
+    texts = [tokenizer.decode(seq[:-1]) for seq in sequences]
+    custom = LabelSpace(sequences, [0, 1, 2, 3, 4], eos, tokenizer.pad_token_id, texts)
     assert custom.branches_after_root
     batch = encode_prompts(tokenizer, prompts)
     B, S = len(prompts), len(sequences)

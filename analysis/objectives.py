@@ -1,0 +1,118 @@
+"""The objectives story read from runs: the search on validation, where training prompts sit on c(p),
+and how long each objective takes to reach an accuracy."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from pokerlib.metrics import LOW_GOLD_PROB
+from pokerlib.objectives import objective_weight
+from pokerlib.oracle import LABEL_WEIGHTS, LABELS
+
+from .runs import load_seeds, mean_ci
+
+
+def search_settings(runs_dir: str | Path) -> list[str]:
+    """The settings of the search in `runs_dir/search/`, in name order."""
+    folder = Path(runs_dir) / "search"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no search in {folder}: run `python scripts/search.py --runs-dir {runs_dir}`")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+
+def search_table(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per search setting: validation accuracy and reward, mean and 95% half-width over seeds.
+
+    Search runs score the validation hands (`final_eval: validation`); a run that scored the test hands
+    is refused, so the choice of setting can never have read them.
+    """
+    rows = []
+    for setting in search_settings(runs_dir):
+        seeds = load_seeds(runs_dir, f"search/{setting}")
+        for run in seeds:
+            if run["eval"].get("split") != "validation":
+                raise ValueError(f"{run['folder']}: a search run must score the validation hands, not the test")
+        acc = mean_ci([r["eval"]["finetuned"]["accuracy"] for r in seeds])
+        reward = mean_ci([r["eval"]["finetuned"]["mean_reward"] for r in seeds])
+        params = seeds[0]["params"]
+        rows.append(
+            {
+                "setting": setting,
+                "advantage": params.get("advantage", "grpo"),
+                "steps": params["num_steps"],
+                "seeds": len(seeds),
+                "validation accuracy": acc[0],
+                "accuracy ±": acc[1],
+                "validation reward": reward[0],
+                "reward ±": reward[1],
+            }
+        )
+    return pd.DataFrame(rows).sort_values("validation accuracy", ascending=False, ignore_index=True)
+
+
+def best_of(table: pd.DataFrame, advantages: tuple[str, ...]) -> str:
+    """The setting with the highest mean validation accuracy among those using one of `advantages`."""
+    rows = table[table["advantage"].isin(advantages)]
+    if rows.empty:
+        raise ValueError(f"the search has no setting with advantage in {advantages}")
+    return rows.sort_values("validation accuracy", ascending=False).iloc[0]["setting"]
+
+
+def gold_probs(log: pd.DataFrame) -> pd.DataFrame:
+    """The gold label's probability per class and step (columns `gold_prob/<label>`), before each update."""
+    columns = [f"gold_prob/{label}" for label in LABELS]
+    missing = [c for c in columns if c not in log]
+    if missing:
+        raise ValueError(f"the training log has no {missing[0]} column: it was made before per-class logging")
+    return log[columns].rename(columns=lambda c: c.removeprefix("gold_prob/"))
+
+
+def weight_on_lost_prompts(log: pd.DataFrame, advantage: str, threshold: float = LOW_GOLD_PROB) -> pd.Series:
+    """Per step, the share of an objective's total weight c(p) that falls on prompts whose gold label has
+    probability below `threshold`: near 0 means the update ignores what the policy gets wrong. Reads the
+    per-class columns, one prompt per class per step with stratified batches of 8."""
+    probs = gold_probs(log)
+    weights = probs.apply(
+        lambda col: col.map(lambda p: objective_weight(p, advantage, LABEL_WEIGHTS[col.name]) if p == p else 0.0)
+    )
+    lost = weights.where(probs < threshold, 0.0).sum(axis=1)
+    total = weights.sum(axis=1)
+    return (lost / total.where(total > 0)).fillna(0.0)
+
+
+def time_to_accuracy(log: pd.DataFrame, target: float) -> tuple[float, float, int | None]:
+    """(training seconds until validation accuracy first reaches `target` or until the best, that best
+    accuracy, the step or None if never reached). Training seconds sum `step_seconds`, evaluation excluded."""
+    evaluated = log[log["val_accuracy"].notna()] if "val_accuracy" in log else log.iloc[0:0]
+    if evaluated.empty:
+        raise ValueError("the training log has no validation accuracy: run with n_per_class_val > 0")
+    seconds = log["step_seconds"].cumsum()
+    reached = evaluated[evaluated["val_accuracy"] >= target]
+    if not reached.empty:
+        row = reached.iloc[0]
+        return float(seconds[row.name]), float(row["val_accuracy"]), int(row["step"])
+    best = evaluated.loc[evaluated["val_accuracy"].idxmax()]
+    return float(seconds[best.name]), float(best["val_accuracy"]), None
+
+
+def c_of_p_curves(points: int = 199) -> pd.DataFrame:
+    """c(p) of each objective on a grid of p in (0, 1), for the figure (dr_grpo with w = 1)."""
+    grid = [(i + 1) / (points + 1) for i in range(points)]
+    return pd.DataFrame(
+        {
+            "p": grid,
+            "sft, maxrl, rft": [1.0] * points,
+            "grpo": [objective_weight(p, "grpo") for p in grid],
+            "dr_grpo (w = 1)": [objective_weight(p, "dr_grpo") for p in grid],
+        }
+    )
+
+
+def share_lost(probs: pd.DataFrame, threshold: float = LOW_GOLD_PROB) -> float:
+    """Share of (step, class) cells whose gold label has probability below `threshold` (NaN cells skipped)."""
+    values = probs.to_numpy().ravel()
+    values = [v for v in values if not math.isnan(v)]
+    return sum(v < threshold for v in values) / len(values) if values else float("nan")

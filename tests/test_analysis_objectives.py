@@ -1,0 +1,81 @@
+"""The objectives story read from runs: weights on lost prompts, time to accuracy, the search table."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis.objectives import (
+    best_of,
+    c_of_p_curves,
+    search_table,
+    share_lost,
+    time_to_accuracy,
+    weight_on_lost_prompts,
+)
+from pokerlib.oracle import LABELS
+
+
+def log_with_gold_probs(rows: list[dict[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{f"gold_prob/{label}": row.get(label, 0.5) for label in LABELS} for row in rows])
+
+
+def test_grpo_puts_almost_no_weight_on_a_lost_prompt_and_maxrl_its_fair_share():
+    log = log_with_gold_probs([{"flush": 0.001}, {}])
+    grpo = weight_on_lost_prompts(log, "grpo")
+    c_lost = math.sqrt(0.001 / 0.999)  # c(p) = sqrt(p / (1 - p)); the 7 others have p = 0.5, so c = 1
+    assert grpo[0] == pytest.approx(c_lost / (c_lost + 7), rel=1e-12)
+    assert grpo[1] == 0.0  # no prompt lost
+    assert weight_on_lost_prompts(log, "maxrl")[0] == pytest.approx(1 / 8, rel=1e-12)
+    # dr_grpo: c = w p, with flush's weight 2.0 and the others' own weights
+    weights = {
+        "high card": 1.0,
+        "one pair": 1.0,
+        "two pair": 1.5,
+        "three of a kind": 2.0,
+        "straight": 2.0,
+        "flush": 2.0,
+        "full house": 2.5,
+        "four of a kind": 3.0,
+    }
+    others = sum(0.5 * w for label, w in weights.items() if label != "flush")
+    assert weight_on_lost_prompts(log, "dr_grpo")[0] == pytest.approx(2.0 * 0.001 / (2.0 * 0.001 + others))
+
+
+def test_share_lost_counts_cells_below_the_threshold():
+    log = log_with_gold_probs([{"flush": 0.001, "straight": 0.009}, {"flush": 0.02}])
+    probs = log.rename(columns=lambda c: c.removeprefix("gold_prob/"))
+    assert share_lost(probs) == 2 / 16
+
+
+def test_time_to_accuracy_sums_training_seconds_up_to_the_first_evaluation_at_the_target():
+    log = pd.DataFrame(
+        {
+            "step": [1, 2, 3, 4],
+            "step_seconds": [1.0, 2.0, 3.0, 4.0],
+            "val_accuracy": [float("nan"), 0.5, float("nan"), 0.9],
+        }
+    )
+    assert time_to_accuracy(log, 0.85) == (10.0, 0.9, 4)
+    assert time_to_accuracy(log, 0.4) == (3.0, 0.5, 2)
+    assert time_to_accuracy(log, 0.95) == (10.0, 0.9, None)  # never reached: the best, and when
+    with pytest.raises(ValueError, match="no validation accuracy"):
+        time_to_accuracy(log.drop(columns="val_accuracy"), 0.5)
+
+
+def test_c_of_p_curves_cross_where_grpo_equals_supervised():
+    curves = c_of_p_curves(points=999)
+    at_half = curves.iloc[(curves["p"] - 0.5).abs().idxmin()]
+    assert at_half["grpo"] == pytest.approx(1.0, abs=1e-2)  # sqrt(p / (1 - p)) = 1 at p = 1/2
+    assert (curves["sft, maxrl, rft"] == 1.0).all()
+    assert curves["dr_grpo (w = 1)"].equals(curves["p"])
+
+
+def test_search_table_on_the_smoke_search(smoke_runs):
+    table = search_table(smoke_runs)
+    assert set(table["setting"]) == {"grpo", "maxrl"}
+    assert (table["seeds"] == 3).all()
+    assert table["validation accuracy"].between(0, 1).all()
+    assert best_of(table, ("maxrl", "rft")) == "maxrl"
+    with pytest.raises(ValueError, match="no setting"):
+        best_of(table, ("rft",))
