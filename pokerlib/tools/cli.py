@@ -33,6 +33,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--force", action="store_true", help="re-run even if an identical complete run exists")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="run N runs at once, each with an equal share of the cores as torch threads (default: one at a time)",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run each run as a task on the Ray cluster at ADDRESS ('local' starts one here); needs the ray extra",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         configs = [(resolve_config(path, overrides, seed), name) for path, name, seed in seeded]
         for cfg, _ in configs:
             check_source(cfg.model)
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError("--jobs must be at least 1")
+        if args.ray or (args.jobs or 1) > 1:
+            from .sweep import run_sweep
+
+            errors = run_sweep(configs, args.runs_dir, force=args.force, n_jobs=args.jobs, ray=args.ray)
+            for error in errors:
+                print(f"error: {error}", file=sys.stderr)
+            return 1 if errors else 0
         for cfg, name in configs:
             run_variant(cfg, name, args.runs_dir, force=args.force)
     except (ValueError, TypeError, FileNotFoundError, RunError) as err:
