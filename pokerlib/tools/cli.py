@@ -1,4 +1,4 @@
-"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`."""
+"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`, `bench-trl`, `render`."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         default=["float32"],
         help="float32 (default), bf16 (bfloat16 autocast for both methods), or both",
     )
+    bench_trl = sub.add_parser("bench-trl", help="time TRL's GRPOTrainer on the benchmark's model, prompts and reward")
+    bench_trl.add_argument("--model", default="bundled")
+    bench_trl.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
+    bench_trl.add_argument("--out", help="also write the row as JSON here, e.g. results/bench_trl.json")
     render = sub.add_parser("render", help="render report.qmd to HTML offline (no Quarto needed)")
     render.add_argument("qmd", nargs="?", default="report.qmd")
     render.add_argument(
@@ -106,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         bench_main(model=args.model, repeats=args.repeats, out=args.out, precisions=args.precision)
+        return 0
+
+    if args.command == "bench-trl":
+        from .bench_trl import main as bench_trl_main
+
+        try:
+            bench_trl_main(model=args.model, repeats=args.repeats, out=args.out)
+        except ImportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         return 0
 
     from ..model import check_source
