@@ -50,6 +50,7 @@ def _run_local(cfg: RunConfig, name: str, runs_dir: str, force: bool) -> str:
 
 def run_parallel(jobs: list[Job], runs_dir: str | Path, force: bool = False, n_jobs: int = 2) -> list[str]:
     """Run `jobs` in `n_jobs` processes, each with its share of the cores; the errors of failed runs."""
+    n_jobs = max(1, min(n_jobs, len(jobs)))  # a core share is never held for a run that does not exist
     threads = threads_per_run(available_cores(), n_jobs)
     _say(f"sweep: {len(jobs)} runs, {n_jobs} at a time, {threads} torch thread(s) each")
     errors = []
