@@ -45,8 +45,12 @@ def _starting_tensors(source: str, seed: int) -> Iterator[tuple[str, torch.Tenso
 
 
 @torch.no_grad()
-def max_parameter_change(policy, source: str, seed: int = 0) -> float:
-    """max |p - p0| over every parameter, p0 read from `source`'s weights on disk (as a frozen copy would hold)."""
+def max_parameter_change(policy, source: str, *, dtype: str | torch.dtype | None = None, seed: int = 0) -> float:
+    """max |p - p0| over every parameter, p0 read from `source`'s weights on disk (as a frozen copy would hold).
+
+    `dtype` is the one the policy was loaded in (default: each parameter's own); `seed` rebuilds the tiny model."""
+    from .model import resolve_dtype
+
     params = dict(policy.named_parameters())
     seen = set()
     change = 0.0
@@ -54,7 +58,7 @@ def max_parameter_change(policy, source: str, seed: int = 0) -> float:
         param = params.get(name)
         if param is None:
             continue  # a tied or buffer entry the policy does not hold as its own parameter
-        start = start.to(device=param.device, dtype=param.dtype)
+        start = start.to(dtype=resolve_dtype(dtype) if dtype is not None else param.dtype).to(param.device, param.dtype)
         change = max(change, (param - start).abs().max().item())
         seen.add(name)
     missing = sorted(set(params) - seen)
