@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint bench report clean
+.PHONY: setup test lint bench report clean lab bench-trl
 
 setup: $(STAMP)
 
@@ -27,6 +27,26 @@ RESULTS ?= results
 
 bench: $(STAMP)
 	$(PY) -m pokerlib bench --precision float32 bf16 --out $(RESULTS)/bench.json
+
+# TRL's GRPOTrainer at the same B, G, model, prompts and reward, timed as `make bench` times ours.
+# Installs the bench extra on first use (torch stays at the lock's pin). Run with nothing else on the machine.
+bench-trl: $(VENV)/.bench-installed
+	$(PY) -m pokerlib bench-trl --out $(RESULTS)/bench_trl.json
+
+$(VENV)/.bench-installed: $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet -c requirements.txt -r requirements-bench.txt
+	touch $@
+
+# JupyterLab on the notebook, with this environment registered as the kernel "poker-grpo (.venv)".
+# Installs the lab extra on first use. Options go in LAB_ARGS, e.g. LAB_ARGS="--no-browser --allow-root" in a container.
+LAB_ARGS ?=
+lab: $(VENV)/.lab-installed
+	$(VENV)/bin/jupyter lab notebooks/grpo_poker.ipynb $(LAB_ARGS)
+
+$(VENV)/.lab-installed: $(STAMP) requirements-lab.txt
+	$(PY) -m pip install --quiet -c requirements.txt -r requirements-lab.txt
+	$(PY) -m ipykernel install --sys-prefix --name poker-grpo --display-name "poker-grpo (.venv)"
+	touch $@
 
 # Reuses the committed reference runs in $(RESULTS)/ (a changed library or notebook asks for --force):
 # the three original variants and v4 with three seeds each, the SFT yardstick with two, and the search.

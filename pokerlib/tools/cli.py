@@ -1,4 +1,4 @@
-"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`."""
+"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`, `bench-trl`, `render`."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--force", action="store_true", help="re-run even if an identical complete run exists")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="run N runs at once, each with an equal share of the cores as torch threads (default: one at a time)",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run each run as a task on the Ray cluster at ADDRESS ('local' starts one here); needs the ray extra",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         default=["float32"],
         help="float32 (default), bf16 (bfloat16 autocast for both methods), or both",
     )
+    bench_trl = sub.add_parser("bench-trl", help="time TRL's GRPOTrainer on the benchmark's model, prompts and reward")
+    bench_trl.add_argument("--model", default="bundled")
+    bench_trl.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
+    bench_trl.add_argument("--out", help="also write the row as JSON here, e.g. results/bench_trl.json")
     render = sub.add_parser("render", help="render report.qmd to HTML offline (no Quarto needed)")
     render.add_argument("qmd", nargs="?", default="report.qmd")
     render.add_argument(
@@ -97,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         bench_main(model=args.model, repeats=args.repeats, out=args.out, precisions=args.precision)
         return 0
 
+    if args.command == "bench-trl":
+        from .bench_trl import main as bench_trl_main
+
+        try:
+            bench_trl_main(model=args.model, repeats=args.repeats, out=args.out)
+        except ImportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+
     from ..model import check_source
     from .runner import PARAMS_DIR, VARIANTS, RunError, parse_overrides, read_params, resolve_config, run_variant
 
@@ -116,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         configs = [(resolve_config(path, overrides, seed), name) for path, name, seed in seeded]
         for cfg, _ in configs:
             check_source(cfg.model)
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError("--jobs must be at least 1")
+        if args.ray or (args.jobs or 1) > 1:
+            from .sweep import run_sweep
+
+            errors = run_sweep(configs, args.runs_dir, force=args.force, n_jobs=args.jobs, ray=args.ray)
+            for error in errors:
+                print(f"error: {error}", file=sys.stderr)
+            return 1 if errors else 0
         for cfg, name in configs:
             run_variant(cfg, name, args.runs_dir, force=args.force)
     except (ValueError, TypeError, FileNotFoundError, RunError) as err:

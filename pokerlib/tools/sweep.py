@@ -1,0 +1,165 @@
+"""Sweeps: independent runs in parallel, as processes on this machine or as tasks on a Ray cluster.
+
+Each run is `run_variant` unchanged; a sweep only decides where it runs and how many torch threads
+it gets, so that the runs together do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from ..config import RunConfig
+from .runner import MARKER, RunError, _content_version, _write_atomic, code_version, read_marker, run_variant
+
+Job = tuple[RunConfig, str]  # a resolved configuration and its run name
+RAY_INSTALL = "pip install -c requirements.txt -e '.[ray]'"
+
+
+def available_cores() -> int:
+    """Cores this process may use (the affinity mask, not the machine's count, under a container or taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def threads_per_run(cores: int, jobs: int) -> int:
+    """Torch threads for each of `jobs` concurrent runs sharing `cores`: an equal share, at least one."""
+    return max(1, cores // max(1, jobs))
+
+
+def _set_threads(threads: int) -> None:
+    """Thread count for this process and the notebook kernels it starts (they inherit the environment)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _run_local(cfg: RunConfig, name: str, runs_dir: str, force: bool) -> str:
+    run_variant(cfg, name, runs_dir, force=force, log=_say)
+    return name
+
+
+def run_parallel(jobs: list[Job], runs_dir: str | Path, force: bool = False, n_jobs: int = 2) -> list[str]:
+    """Run `jobs` in `n_jobs` processes, each with its share of the cores; the errors of failed runs."""
+    n_jobs = max(1, min(n_jobs, len(jobs)))  # a core share is never held for a run that does not exist
+    threads = threads_per_run(available_cores(), n_jobs)
+    _say(f"sweep: {len(jobs)} runs, {n_jobs} at a time, {threads} torch thread(s) each")
+    errors = []
+    pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_set_threads, initargs=(threads,))
+    with pool:
+        futures = {pool.submit(_run_local, cfg, name, str(runs_dir), force): name for cfg, name in jobs}
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except RunError as err:
+                errors.append(str(err))
+    return errors
+
+
+def _needs_run(cfg: RunConfig, name: str, runs_dir: Path, force: bool) -> bool:
+    """As `run_variant` decides on the driver: skip an identical complete run, refuse to overwrite another."""
+    done = read_marker(runs_dir / name)
+    if done is None or force:
+        return True
+    same_code = _content_version(done["code_version"]) == _content_version(code_version())
+    if done["params"] == cfg.to_dict() and same_code:
+        _say(f"skip {name}: a complete run with the same parameters and code exists in {runs_dir / name}")
+        return False
+    raise RunError(
+        f"{runs_dir / name} holds a complete run with other parameters or code: pass --force to replace it, "
+        "or --name to run beside it"
+    )
+
+
+def run_remote(cfg: RunConfig, name: str, threads: int) -> tuple[dict[str, bytes], str | None]:
+    """A Ray task: the run in a temporary folder on the worker; (its files as bytes, the error if it failed)."""
+    _set_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="pokerlib-run-") as tmp:
+        error = None
+        try:
+            run_variant(cfg, name, tmp, force=True, log=_say)
+        except RunError as err:
+            error = str(err)
+        run_dir = Path(tmp) / name
+        files = {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    return files, error
+
+
+def write_run(files: dict[str, bytes], run_dir: Path) -> None:
+    """A run's files in the runs-folder layout, the COMPLETE marker (if the run finished) written last."""
+    files = dict(files)
+    marker = files.pop(MARKER, None)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    for rel, data in files.items():
+        path = run_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    if marker is not None:
+        _write_atomic(run_dir / MARKER, marker.decode())
+
+
+def _ray_threads(ray, n_jobs: int) -> int:
+    """An equal share of the cluster's CPUs, no more than its largest node holds (else no node could take a task)."""
+    nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    total = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, min(int(max(nodes, default=1)), total // max(1, n_jobs)))
+
+
+def run_on_ray(
+    jobs: list[Job], runs_dir: str | Path, address: str, force: bool = False, n_jobs: int | None = None
+) -> list[str]:
+    """Run `jobs` as Ray tasks (address 'local' starts a Ray instance here); the driver writes every run folder."""
+    try:
+        import ray
+    except ImportError as err:
+        raise RunError(f"--ray needs the ray package: {RAY_INSTALL}") from err
+    runs_dir = Path(runs_dir)
+    pending = [(cfg, name) for cfg, name in jobs if _needs_run(cfg, name, runs_dir, force)]
+    if not pending:
+        return []
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if address == "local" else address, include_dashboard=False)
+    try:
+        threads = _ray_threads(ray, n_jobs or len(pending))
+        _say(f"sweep on Ray: {len(pending)} runs, {threads} CPU(s) and torch thread(s) each")
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_remote)
+        refs = {task.remote(cfg, name, threads): name for cfg, name in pending}
+        errors = []
+        waiting = list(refs)
+        while waiting:
+            [ref], waiting = ray.wait(waiting, num_returns=1)
+            name = refs[ref]
+            try:
+                files, error = ray.get(ref)
+            except ray.exceptions.RayError as err:
+                errors.append(f"run {name} failed on its Ray worker: {err}")
+                continue
+            write_run(files, runs_dir / name)
+            if error:
+                errors.append(f"{error} (its files are now in {runs_dir / name})")
+            else:
+                _say(f"done {name}: written to {runs_dir / name}")
+        return errors
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_sweep(
+    jobs: list[Job], runs_dir: str | Path, force: bool = False, n_jobs: int | None = None, ray: str | None = None
+) -> list[str]:
+    """The CLI's entry: on Ray when an address is given, else in `n_jobs` local processes."""
+    if ray:
+        return run_on_ray(jobs, runs_dir, ray, force=force, n_jobs=n_jobs)
+    return run_parallel(jobs, runs_dir, force=force, n_jobs=n_jobs or 1)

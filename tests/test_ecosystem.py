@@ -1,0 +1,156 @@
+"""The notebook through papermill's own CLI and API, parallel and Ray sweeps, TRL's trainer, weights on disk.
+
+Every sweep is checked against a serial run of the runner: same training log (apart from timings),
+same evaluation and predictions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import run_cli
+
+from pokerlib.tools.runner import MARKER, NOTEBOOK, ROOT
+from pokerlib.tools.sweep import available_cores, threads_per_run
+
+VARIANTS = ("v2_balanced", "v3_balanced_kl")
+SMOKE = ("--overrides", "params/smoke.yaml")
+
+
+def assert_same_run(expected: Path, actual: Path) -> None:
+    """The artifacts a run's result lives in are identical; only step_seconds may differ."""
+    first = pd.read_csv(expected / "train_log.csv").drop(columns="step_seconds")
+    second = pd.read_csv(actual / "train_log.csv").drop(columns="step_seconds")
+    pd.testing.assert_frame_equal(first, second)
+    for name in ("eval.json", "predictions.csv"):
+        assert (expected / name).read_bytes() == (actual / name).read_bytes(), name
+
+
+def merged_params(tmp_path: Path, variant: str) -> Path:
+    """A params file for papermill: the variant with the smoke settings on top (papermill has no overrides)."""
+    values = yaml.safe_load((ROOT / "params" / f"{variant}.yaml").read_text())
+    values.update(yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text()))
+    path = tmp_path / f"{variant}_smoke.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def one_thread_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def serial_runs(tmp_path_factory, pokerlib_cache):
+    """Two smoke variants run one after the other by the runner: what every other way must reproduce."""
+    runs = tmp_path_factory.mktemp("serial")
+    run_cli("run-all", "--variants", *VARIANTS, *SMOKE, "--runs-dir", str(runs))
+    return runs
+
+
+def test_threads_per_run_divides_the_cores():
+    assert [threads_per_run(8, n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+
+
+def test_the_notebook_declares_every_run_parameter_with_its_default():
+    """Papermill injects only the keys a params file names; the notebook's own defaults supply the rest."""
+    from dataclasses import MISSING, fields
+
+    from pokerlib.config import RunConfig
+
+    notebook = json.loads(NOTEBOOK.read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    declared: dict = {}
+    exec("".join(cell["source"]), declared)
+    defaults = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+    missing = sorted(set(defaults) - set(declared))
+    assert not missing, f"the notebook's parameters cell lacks {missing}: papermill runs without them fail"
+    assert {k: declared[k] for k in defaults} == defaults
+
+
+def test_papermill_cli_with_a_params_file(serial_runs, tmp_path):
+    out = tmp_path / "run"
+    papermill = Path(sys.executable).with_name("papermill")
+    params = merged_params(tmp_path, "v2_balanced")
+    command = [str(papermill), str(NOTEBOOK), str(tmp_path / "out.ipynb"), "-f", str(params), "-p", "out_dir", str(out)]
+    subprocess.run(command, cwd=ROOT, env=one_thread_env(), check=True, capture_output=True, timeout=600)
+    assert_same_run(serial_runs / "v2_balanced", out)
+    assert (tmp_path / "out.ipynb").is_file()
+
+
+def test_papermill_api_with_a_params_file(serial_runs, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits this process's environment
+    out = tmp_path / "run"
+    parameters = yaml.safe_load(merged_params(tmp_path, "v3_balanced_kl").read_text())
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "out.ipynb"), parameters={**parameters, "out_dir": str(out)}, progress_bar=False
+    )
+    assert_same_run(serial_runs / "v3_balanced_kl", out)
+
+
+def test_jobs_2_reproduces_the_serial_runs_with_a_share_of_the_cores(serial_runs, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    run_cli("run-all", "--variants", *VARIANTS, *SMOKE, "--jobs", "2", "--runs-dir", str(tmp_path), env=env)
+    for variant in VARIANTS:
+        assert_same_run(serial_runs / variant, tmp_path / variant)
+        assert (tmp_path / variant / MARKER).is_file()
+        threads = json.loads((tmp_path / variant / "notebook_env.json").read_text())["torch_threads"]
+        assert threads == threads_per_run(available_cores(), 2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e '.[ray]'")
+def test_ray_local_reproduces_the_serial_runs_and_writes_the_marker_last(serial_runs, tmp_path):
+    run_cli("run-all", "--variants", *VARIANTS, *SMOKE, "--ray", "local", "--runs-dir", str(tmp_path))
+    for variant in VARIANTS:
+        run = tmp_path / variant
+        assert_same_run(serial_runs / variant, run)
+        files = {p.name for p in run.iterdir()}
+        assert {"params.yaml", "env.json", "grpo_poker.ipynb", MARKER} <= files
+        assert json.loads((run / MARKER).read_text())["params"] == yaml.safe_load((run / "params.yaml").read_text())
+        assert max(p.stat().st_mtime_ns for p in run.iterdir()) == (run / MARKER).stat().st_mtime_ns
+    again = run_cli("run-all", "--variants", *VARIANTS, *SMOKE, "--ray", "local", "--runs-dir", str(tmp_path))
+    assert again.stdout.count("skip ") == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl is not installed: pip install -e '.[bench]'")
+def test_bench_trl_times_grpotrainer_on_the_tiny_model(tmp_path):
+    out = tmp_path / "bench_trl.json"
+    run_cli("bench-trl", "--model", "tiny", "--repeats", "1", "--out", str(out))
+    record = json.loads(out.read_text())
+    row = record["row"]
+    assert (record["model"], record["repeats"], row["B"], row["G"]) == ("tiny", 1, 4, 4)
+    assert len(row["step_seconds"]) == 1 and row["seconds"] > 0 and row["peak_rss_gb"] > 0
+
+
+def test_max_parameter_change_on_disk_matches_the_frozen_copy(tiny, tmp_path, one_thread):
+    from pokerlib.config import RunConfig
+    from pokerlib.data import make_splits
+    from pokerlib.labels import build_label_space
+    from pokerlib.model import frozen_copy, load_model
+    from pokerlib.train import train
+    from pokerlib.weights import max_parameter_change
+
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path / "saved")  # a local folder: read back through safetensors
+    tokenizer.save_pretrained(tmp_path / "saved")
+    space = build_label_space(tokenizer)
+    examples, _ = make_splits("balanced", 2, 1, seed=0)
+    for source in ("tiny", str(tmp_path / "saved")):
+        policy, _ = load_model(source, device="cpu")
+        reference = frozen_copy(policy)
+        assert max_parameter_change(policy, source) == 0.0
+        cfg = RunConfig(model=source, num_steps=2, learning_rate=1e-2, n_per_class_train=2, n_per_class_eval=1)
+        train(policy, reference, tokenizer, space, examples, cfg, progress=False)
+        expected = max(
+            (p - r).abs().max().item() for p, r in zip(policy.parameters(), reference.parameters(), strict=True)
+        )
+        assert expected > 0 and max_parameter_change(policy, source) == expected
