@@ -258,11 +258,3 @@ def frozen_copy(model):
     reference.requires_grad_(False)
     return reference
 
-
-@torch.no_grad()
-def max_parameter_change(model, source: str, *, dtype: str | torch.dtype = "float32", seed: int = 0) -> float:
-    """The largest absolute change of any weight since loading from `source`, read again after training,
-    so that no frozen copy of the policy is held in memory while it trains when no KL term needs one."""
-    original, _ = load_model(source, dtype=dtype, device="cpu", seed=seed)
-    pairs = zip(model.parameters(), original.parameters(), strict=True)
-    return max((p.detach().cpu() - q).abs().max().item() for p, q in pairs)
