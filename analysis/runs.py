@@ -73,7 +73,7 @@ def mean_ci(values) -> tuple[float, float]:
 def format_ci(values, digits: int = 3) -> str:
     """`mean ± half-width` of the 95% interval over seeds; the mean alone for a single value."""
     mean, half = mean_ci(values)
-    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f}\u00a0±\u00a0{half:.{digits}f}"
 
 
 def confusion_frame(confusion: dict[str, dict[str, int]]) -> pd.DataFrame:
