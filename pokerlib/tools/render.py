@@ -79,19 +79,22 @@ def check_params(nb, params: dict, source: str) -> None:
             )
 
 
-def _kernel_manager():
-    """A kernel that talks over local IPC sockets: no TCP ports, so no warning about unencrypted TCP."""
-    from jupyter_client.manager import KernelManager
-
-    return KernelManager(kernel_name="python3", transport="ipc", ip=tempfile.mkdtemp(prefix="pokerlib-kernel-") + "/k")
-
-
 def execute(nb, cwd: Path) -> None:
-    """Run every cell in a fresh kernel started in `cwd`; a failing cell raises CellExecutionError."""
+    """Run every cell in a fresh kernel started in `cwd`; a failing cell raises CellExecutionError.
+
+    The kernel talks over local IPC sockets, not TCP ports, so it has nothing to warn about encryption.
+    """
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    client = NotebookClient(nb, km=_kernel_manager(), timeout=3600, resources={"metadata": {"path": str(cwd)}})
-    client.execute()
+    sockets = Path(tempfile.mkdtemp(prefix="pokerlib-kernel-"))
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+    try:
+        NotebookClient(nb, km=km, timeout=3600, resources={"metadata": {"path": str(cwd)}}).execute()
+    finally:
+        if km.has_kernel:  # a kernel we passed in is ours to stop
+            km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def number_figures(nb) -> dict[str, int]:
