@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from .runs import format_ci
+from .runs import _T975, format_ci
 
 NBSP = "\u00a0"  # joins "mean ± half-width" so a table cell or a sentence never breaks inside it
 
@@ -54,3 +54,8 @@ def md(text: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(text))
+
+
+def t975(n: int) -> float:
+    """The Student-t quantile behind every interval of the report, for n seeds."""
+    return _T975.get(n - 1, 1.96)

@@ -44,7 +44,8 @@ def summary(groups: dict[str, list[dict]]) -> str:
         "interval over seeds.",
         "",
         f"**Headline.** At the original's budget nothing learns beyond a label prior: *{v2}* ends at "
-        f"**{h['v2 accuracy']}** accuracy and *{v3}* at **{h['v3 accuracy']}** (chance: {num(1 / len(LABELS))}). The reward of "
+        f"**{h['v2 accuracy']}** accuracy and *{v3}* at **{h['v3 accuracy']}** (chance: {num(1 / len(LABELS))}). "
+        f"The reward of "
         f"*{v1}*, **{h['v1 reward']}**, is the share of high-card hands: its reward read the prompt, every "
         f"advantage was zero and the optimizer took {h['v1 updates']} steps in all.",
     ]
