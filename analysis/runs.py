@@ -7,6 +7,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -104,6 +105,16 @@ def mutual_information_bits(confusion: dict[str, dict[str, int]]) -> float:
     return total
 
 
+def _pairs_mutual_information_bits(gold: np.ndarray, answers: np.ndarray) -> float:
+    """I(gold; answer) in bits of integer-coded pairs, from their joint counts."""
+    joint = np.zeros((gold.max() + 1, answers.max() + 1))
+    np.add.at(joint, (gold, answers), 1)
+    joint /= joint.sum()
+    outer = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
+    nonzero = joint > 0
+    return float((joint[nonzero] * np.log2(joint[nonzero] / outer[nonzero])).sum())
+
+
 def shuffled_mutual_information_bits(gold: list[str], answers: list[str], permutations: int = 50) -> float:
     """The plug-in estimate's floor: mean I(gold; answer) with the answers shuffled across hands.
 
@@ -112,10 +123,12 @@ def shuffled_mutual_information_bits(gold: list[str], answers: list[str], permut
     """
     rng = random.Random(0)
     gold, answers = list(gold), list(answers)  # positions, not pandas indexes, pair a hand with its answer
+    gold_codes = np.unique(gold, return_inverse=True)[1]
+    answer_codes = list(np.unique(answers, return_inverse=True)[1])
     total = 0.0
     for _ in range(permutations):
-        rng.shuffle(answers)
-        total += mutual_information_bits(pd.crosstab(pd.Series(gold), pd.Series(answers)).T.to_dict())
+        rng.shuffle(answer_codes)
+        total += _pairs_mutual_information_bits(gold_codes, np.asarray(answer_codes))
     return total / permutations
 
 
