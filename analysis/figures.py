@@ -13,7 +13,7 @@ from .runs import confusion_frame, mean_ci
 from .variants import OBJECTIVE_COLORS, color, name
 
 plt.rcParams.update(
-    {"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False, "font.size": 10, "legend.fontsize": 9}
+    {"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False, "font.size": 11, "legend.fontsize": 10}
 )
 CHANCE = 1 / len(LABELS)
 
@@ -43,17 +43,25 @@ def legend_below(fig, ax, ncol: int = 3) -> None:
     fig.tight_layout(rect=(0, 0.1 + 0.04 * ((len(labels) - 1) // ncol), 1, 1))
 
 
-def curves(groups: dict[str, list[dict]], columns: dict[str, str], window: int, chance: bool = False):
+def curves(
+    groups: dict[str, list[dict]],
+    columns: dict[str, str],
+    window: int,
+    chance: bool = False,
+    figsize: tuple[float, float] | None = None,
+    ncol: int = 4,
+):
     """One panel per log column (title -> column), every variant in its colour; thin lines are seeds."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.6 * len(columns), 3.8), squeeze=False)
+    figsize = figsize or (min(5.6 * len(columns), 12.5), 3.9)
+    fig, axes = plt.subplots(1, len(columns), figsize=figsize, squeeze=False)
     for ax, (title, column) in zip(axes[0], columns.items(), strict=False):
         for key, runs in groups.items():
             if column in runs[0]["log"]:
                 seed_curves(ax, runs, column, window, key)
-        if chance:
+        if chance and "accuracy" in column:
             ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1, label="chance (1/8)")
         ax.set(title=f"{title} ({window}-step mean)", xlabel="training step")
-    legend_below(fig, axes[0][0], ncol=min(4, len(groups) + chance))
+    legend_below(fig, axes[0][0], ncol=min(ncol, len(groups) + chance))
     return fig
 
 
@@ -113,12 +121,15 @@ def label_shares(runs: dict[str, dict], window: int = 10):
     """Share of each label among a run's sampled completions over steps (one panel per run)."""
     cols = [f"samples/{label}" for label in [*LABELS, "invalid"]]
     fig, axes = plt.subplots(1, len(runs), figsize=(4.4 * len(runs), 3.6), sharey=True, squeeze=False)
-    palette = plt.get_cmap("tab10").colors[: len(cols) - 1] + ("#000000",)
+    palette = plt.get_cmap("tab10").colors[: len(cols) - 1] + ("#d9d9d9",)  # light grey: not a label
     for ax, (key, run) in zip(axes[0], runs.items(), strict=False):
         counts = run["log"][cols].rolling(window, min_periods=1).sum()
         share = counts.div(counts.sum(axis=1), axis=0)
         ax.stackplot(
-            run["log"]["step"], share.T.values, labels=[c.removeprefix("samples/") for c in cols], colors=palette
+            run["log"]["step"],
+            share.T.values,
+            labels=[c.removeprefix("samples/").replace("invalid", "not a label") for c in cols],
+            colors=palette,
         )
         ax.set(title=f"{name(key)}, seed {run['params']['seed']}", xlabel="training step", ylim=(0, 1))
     axes[0][0].set_ylabel("share of samples")

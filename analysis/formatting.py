@@ -39,7 +39,7 @@ def table_html(frame: pd.DataFrame, wrap: Iterable[str] = ()) -> str:
         "<tr>" + "".join(cell("td", c, v) for c, v in zip(frame.columns, row, strict=False)) + "</tr>"
         for row in frame.values
     ]
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    return f'<table class="data">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
 
 
 def show(frame: pd.DataFrame, wrap: Iterable[str] = ()) -> None:

@@ -74,10 +74,9 @@ def run_costs(runs_dir: Path) -> str:
 def accuracy_figure(runs_dir: Path, out: Path) -> None:
     """Greedy accuracy on each step's new training hands over steps, in the report's colours (thin lines: seeds)."""
     groups = {key: load_seeds(runs_dir, key) for key in ROWS[1:]}
-    fig = curves(groups, {"Greedy accuracy on each step's new training hands, before the update": "greedy_accuracy"},
-                 25, chance=True)  # fmt: skip
-    fig.set_size_inches(9, 4.4)
-    fig.savefig(out)
+    title = "Greedy accuracy on each step's new training hands, before the update"
+    fig = curves(groups, {title: "greedy_accuracy"}, 25, chance=True, figsize=(9, 4.8), ncol=2)
+    fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
 
 
