@@ -43,7 +43,8 @@ def results(groups: dict[str, list[dict]]) -> pd.DataFrame:
                 "train minutes": train_minutes_range(runs),
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame.loc[:, (frame != "–").any()]  # no column that says nothing
 
 
 def seeds(groups: dict[str, list[dict]]) -> pd.DataFrame:
@@ -148,7 +149,7 @@ def search(search_runs: dict[str, dict], spec_file: Path) -> pd.DataFrame:
         rows.append(
             {
                 "run": key,
-                "changed from v4's params": ", ".join(f"{k}={v}" for k, v in changed.items()),
+                "changed from the base setting": ", ".join(f"{k}={v}" for k, v in changed.items()),
                 "accuracy": ev["accuracy"],
                 "mean reward": ev["mean_reward"],
                 "I(gold; answer), bits": mutual_information_bits(ev["confusion"]),
