@@ -91,7 +91,7 @@ def search_ranking(table, base: str = "base") -> str:
     return (
         rank
         + "; above it: "
-        + ", ".join(f"`{r}` ({num(float(a))})" for r, a in zip(above, table["accuracy"], strict=False))
+        + ", ".join(f"`{r}` ({a})" for r, a in zip(above, table["accuracy"], strict=False))
         + "."
     )
 

@@ -139,28 +139,28 @@ def differences(runs: dict[str, dict], exclude: tuple[str, ...] = ("seed",)) -> 
     return pd.DataFrame(rows)
 
 
-def search(search_runs: dict[str, dict], spec_file: Path) -> pd.DataFrame:
-    """The search runs, best held-out accuracy first, with what each changed and its training signal."""
+def search(search_runs: dict[str, list[dict]], spec_file: Path) -> pd.DataFrame:
+    """The search settings, best mean held-out accuracy first: what each changed, and its training signal."""
     spec = yaml.safe_load(Path(spec_file).read_text())
     rows = []
-    for key, run in search_runs.items():
-        ev, log = run["eval"]["finetuned"], run["log"]
+    for key, runs in search_runs.items():
+        evs = [r["eval"]["finetuned"] for r in runs]
         changed = {**spec.get("budget", {}), **(spec["runs"].get(key) or {})}
         rows.append(
             {
                 "run": key,
+                "seeds": len(runs),
                 "changed from the base setting": ", ".join(f"{k}={v}" for k, v in changed.items()),
-                "accuracy": ev["accuracy"],
-                "mean reward": ev["mean_reward"],
-                "I(gold; answer), bits": mutual_information_bits(ev["confusion"]),
-                "zero-std groups": log["frac_reward_zero_std"].mean(),
-                "train min": run["env"]["train_seconds"] / 60,
+                "accuracy": ci(e["accuracy"] for e in evs),
+                "mean reward": ci(e["mean_reward"] for e in evs),
+                "I(gold; answer), bits": ci((mutual_information_bits(e["confusion"]) for e in evs), 2),
+                "zero-std groups": ci(r["log"]["frac_reward_zero_std"].mean() for r in runs),
+                "train min": train_minutes_range(runs),
+                "_order": -sum(e["accuracy"] for e in evs) / len(evs),
             }
         )
-    frame = pd.DataFrame(rows).sort_values("accuracy", ascending=False, kind="stable")
-    return frame.assign(
-        **{c: frame[c].map(num) for c in ("accuracy", "mean reward", "I(gold; answer), bits", "zero-std groups")}
-    ).assign(**{"train min": frame["train min"].map(lambda m: num(m, 1))})
+    frame = pd.DataFrame(rows).sort_values("_order", kind="stable").drop(columns="_order")
+    return frame.loc[:, [c != "seeds" or frame[c].nunique() > 1 for c in frame.columns]]
 
 
 def answers(groups: dict[str, list[dict]]) -> pd.DataFrame:

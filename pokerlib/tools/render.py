@@ -228,7 +228,9 @@ def render(
     log(f"executing {qmd.name} ...")
     execute(nb, qmd.parent)
     figures = number_figures(nb)
-    markdown, images = to_markdown(nb, front.get("execute", {}), figures)
+    html_format = (front.get("format") or {}).get("html") or {}
+    defaults = {"code-fold": html_format.get("code-fold", False), **front.get("execute", {})}  # cells override both
+    markdown, images = to_markdown(nb, defaults, figures)
     markdown = resolve_xrefs(markdown, figures, number_sections(markdown))
     page = pandoc_html(markdown, front, qmd.parent)
     for i, png in enumerate(images):
