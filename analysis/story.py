@@ -47,7 +47,7 @@ def summary(groups: dict[str, list[dict]]) -> str:
         f"**{h['v2 accuracy']}** accuracy and *{v3}* at **{h['v3 accuracy']}** (chance: {num(1 / len(LABELS))}). "
         f"The reward of "
         f"*{v1}*, **{h['v1 reward']}**, is the share of high-card hands: its reward read the prompt, every "
-        f"advantage was zero and the optimizer took {h['v1 updates']} steps in all.",
+        f"advantage was zero, and the optimizer updated the model {h['v1 updates']} times in all its seeds.",
     ]
     if "GRPO accuracy" in h and "SFT accuracy" in h:
         gap = "below" if mean_ci(accuracies(groups[GRPO_BEST]))[0] < mean_ci(accuracies(groups[SFT]))[0] else "above"
@@ -89,10 +89,7 @@ def search_ranking(table, base: str = "base") -> str:
     if not above:
         return rank + "."
     return (
-        rank
-        + "; above it: "
-        + ", ".join(f"`{r}` ({a})" for r, a in zip(above, table["accuracy"], strict=False))
-        + "."
+        rank + "; above it: " + ", ".join(f"`{r}` ({a})" for r, a in zip(above, table["accuracy"], strict=False)) + "."
     )
 
 
