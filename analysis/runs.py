@@ -7,18 +7,14 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from pokerlib.tools.runner import MARKER
 
-NAMES = {
-    "v1_buggy_reward": "v1 buggy reward",
-    "v2_balanced": "v2 balanced",
-    "v3_balanced_kl": "v3 balanced + KL",
-    "v4_extended": "v4 extended GRPO",
-    "v4_sft": "v4 budget, SFT yardstick",
-}
+from .variants import NAMES  # noqa: F401  (re-exported: the display names live in variants.py)
+
 # Mean weighted held-out reward the original reported: (reference, fine-tuned). SPEC section 6.
 ORIGINAL = {"v1_buggy_reward": (0.53, 0.53), "v2_balanced": (0.00, 0.25), "v3_balanced_kl": (0.03, 0.04)}
 
@@ -73,7 +69,7 @@ def mean_ci(values) -> tuple[float, float]:
 def format_ci(values, digits: int = 3) -> str:
     """`mean ± half-width` of the 95% interval over seeds; the mean alone for a single value."""
     mean, half = mean_ci(values)
-    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f}\u00a0±\u00a0{half:.{digits}f}"
 
 
 def confusion_frame(confusion: dict[str, dict[str, int]]) -> pd.DataFrame:
@@ -109,6 +105,16 @@ def mutual_information_bits(confusion: dict[str, dict[str, int]]) -> float:
     return total
 
 
+def _pairs_mutual_information_bits(gold: np.ndarray, answers: np.ndarray) -> float:
+    """I(gold; answer) in bits of integer-coded pairs, from their joint counts."""
+    joint = np.zeros((gold.max() + 1, answers.max() + 1))
+    np.add.at(joint, (gold, answers), 1)
+    joint /= joint.sum()
+    outer = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
+    nonzero = joint > 0
+    return float((joint[nonzero] * np.log2(joint[nonzero] / outer[nonzero])).sum())
+
+
 def shuffled_mutual_information_bits(gold: list[str], answers: list[str], permutations: int = 50) -> float:
     """The plug-in estimate's floor: mean I(gold; answer) with the answers shuffled across hands.
 
@@ -117,10 +123,12 @@ def shuffled_mutual_information_bits(gold: list[str], answers: list[str], permut
     """
     rng = random.Random(0)
     gold, answers = list(gold), list(answers)  # positions, not pandas indexes, pair a hand with its answer
+    gold_codes = np.unique(gold, return_inverse=True)[1]
+    answer_codes = list(np.unique(answers, return_inverse=True)[1])
     total = 0.0
     for _ in range(permutations):
-        rng.shuffle(answers)
-        total += mutual_information_bits(pd.crosstab(pd.Series(gold), pd.Series(answers)).T.to_dict())
+        rng.shuffle(answer_codes)
+        total += _pairs_mutual_information_bits(gold_codes, np.asarray(answer_codes))
     return total / permutations
 
 

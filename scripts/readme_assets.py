@@ -22,11 +22,12 @@ from analysis import (  # noqa: E402
     format_ci,
     load_seeds,
     mutual_information_bits,
-    plot_band,
     train_minutes_range,
 )
+from analysis.figures import curves  # noqa: E402
+from analysis.variants import EXTENDED_VARIANTS, ORIGINAL_VARIANTS  # noqa: E402
 
-ROWS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl", "v4_extended", "v4_sft")
+ROWS = (*ORIGINAL_VARIANTS, *EXTENDED_VARIANTS)
 
 
 def results_table(runs_dir: Path) -> str:
@@ -71,22 +72,12 @@ def run_costs(runs_dir: Path) -> str:
 
 
 def accuracy_figure(runs_dir: Path, out: Path) -> None:
-    """Greedy accuracy on each step's new training hands, by prompts seen: mean over seeds with a 95% band."""
-    fig, ax = plt.subplots(figsize=(8, 3.4), dpi=110)
-    for key in ROWS[1:]:
-        runs = load_seeds(runs_dir, key)
-        plot_band(ax, runs, "greedy_accuracy", 25, NAMES[key], x_scale=runs[0]["params"]["batch_size"])
-    ax.axhline(0.125, color="grey", linestyle=":", label="chance")
-    ax.set(
-        xlabel="training prompts seen",
-        ylabel="greedy accuracy",
-        ylim=(0, 1),
-        title="Accuracy on each step's new training hands, before the update (25-step mean)",
-    )
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
+    """Greedy accuracy on each step's new training hands over steps, in the report's colours (thin lines: seeds)."""
+    groups = {key: load_seeds(runs_dir, key) for key in ROWS[1:]}
+    title = "Greedy accuracy on each step's new training hands, before the update"
+    fig = curves(groups, {title: "greedy_accuracy"}, 25, chance=True, figsize=(9, 4.8), ncol=2)
+    fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main(runs_dir: str = "results") -> None:

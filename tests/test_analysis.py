@@ -24,7 +24,8 @@ def test_mean_ci_is_the_student_t_interval():
     assert math.isnan(mean_ci([0.5])[1])
     with pytest.raises(ValueError, match="at least one"):
         mean_ci([])
-    assert format_ci([0.1, 0.2, 0.3]) == "0.200 ± 0.248" and format_ci([0.5], 2) == "0.50"
+    # non-breaking spaces: "0.200 ±" never ends a line with "0.248" on the next
+    assert format_ci([0.1, 0.2, 0.3]) == "0.200\u00a0±\u00a00.248" and format_ci([0.5], 2) == "0.50"
 
 
 def confusion(pairs: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
@@ -75,3 +76,48 @@ def test_load_seeds_orders_by_seed_number_and_refuses_incomplete_runs(tmp_path):
         load_seeds(tmp_path, "v2_balanced")
     with pytest.raises(FileNotFoundError, match="no runs of v3_balanced_kl"):
         load_seeds(tmp_path, "v3_balanced_kl")
+
+
+def test_one_number_format_and_plain_tables():
+    from analysis.formatting import ci, num, table_html
+
+    assert (
+        num(0.3475) == "0.347"
+        and num(0.3485) == ci([0.3485])
+        and num(float("nan")) == "–"
+        and num(2598960) == "2,598,960"
+    )
+    html = table_html(pd.DataFrame({"variant": ["a", "b"], "accuracy": [0.12345, 1.0]}))
+    assert html.count("<tr>") == 3 and html.count("<th>") == 2  # one header row, no index column
+    assert "<td>0.123</td>" in html and "<td>1.000</td>" in html
+
+
+def test_every_variant_has_one_name_and_one_colour():
+    from analysis import variants
+
+    roles = {*variants.ORIGINAL_VARIANTS, *variants.EXTENDED_VARIANTS, variants.GRPO_BEST, variants.SFT}
+    assert roles <= set(variants.VARIANTS)
+    assert len(set(variants.NAMES.values())) == len(variants.VARIANTS)
+    assert len(set(variants.COLORS.values())) == len(variants.VARIANTS)
+    assert variants.name("search/base") == "search/base" and variants.color("other") is None
+
+
+def test_objective_weight_figure_draws_the_library_curves():
+    from analysis.figures import objective_weights
+    from pokerlib.objectives import objective_weight
+
+    fig = objective_weights()
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    grpo = lines["GRPO: √(p/(1−p))"]
+    p, c = grpo.get_xdata()[100], grpo.get_ydata()[100]
+    assert c == pytest.approx(objective_weight(p, "grpo")) == pytest.approx(math.sqrt(p / (1 - p)))
+    assert set(lines["SFT: 1"].get_ydata()) == {1.0}
+
+
+def test_search_ranking_names_the_settings_above_the_base():
+    from analysis.story import search_ranking
+
+    table = pd.DataFrame({"run": ["g16", "kl", "base", "x"], "accuracy": ["0.500", "0.400", "0.300", "0.100"]})
+    text = search_ranking(table)
+    assert text.startswith("The base setting ranks 3 of 4") and "`g16` (0.500), `kl` (0.400)" in text
+    assert search_ranking(table.iloc[2:]) == "The base setting ranks 1 of 2 by held-out accuracy."

@@ -1,56 +1,30 @@
-"""Render report.qmd to one self-contained HTML file without Quarto (SPEC section 9).
+"""Render report.qmd to one self-contained HTML file without Quarto, on Pandoc as Quarto does.
 
-The same source Quarto renders: jupytext reads the .qmd as R Markdown, `-P key=value` parameters
-are injected after the `parameters`-tagged cell (as Quarto and papermill do), nbclient executes,
-and nbconvert exports. The `#|` cell options used by the report are mapped: `echo`, `output`,
-`include`, `warning`, `fig-cap`. Formulas become MathML, so math renders with no script and no
-network; figures are embedded; code is folded.
+jupytext reads the .qmd's cells, `-P key=value` parameters are injected after the `parameters`-tagged
+cell (as Quarto and papermill do), nbclient executes, and the executed cells become one Pandoc markdown
+document: prose as written, code folded in <details>, figures with numbered captions under them. Pandoc
+(the reader Quarto uses) then adds the table of contents, section numbers, MathML and the references.
+Cross-references `@fig-...` and `@sec-...` become "Figure N" / "Section N" links, as in Quarto.
 """
 
 from __future__ import annotations
 
-import html
+import ast
+import base64
+import difflib
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
 _OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*)$")
-_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
-_INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?!\s)([^$\n]+?)(?<!\s)\$(?![\w$])")
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; line-height: 1.55; color: #1f2328;
-       max-width: 980px; margin: 2rem auto; padding: 0 1.2rem; }}
-h1, h2, h3 {{ line-height: 1.25; }}
-h2 {{ border-bottom: 1px solid #d0d7de; padding-bottom: .25rem; margin-top: 2.2rem; }}
-.anchor-link {{ display: none; }}
-pre {{ background: #f6f8fa; padding: .7rem; overflow-x: auto; font-size: .85rem; }}
-code {{ background: #f6f8fa; padding: 0 .2rem; }}
-details.code-fold > summary {{ cursor: pointer; color: #57606a; font-size: .85rem; }}
-table {{ border-collapse: collapse; margin: .8rem 0; font-size: .88rem; }}
-th, td {{ border: 1px solid #d0d7de; padding: .25rem .55rem; text-align: right; }}
-img {{ max-width: 100%; }}
-.caption {{ color: #57606a; font-size: .9rem; margin-top: -.3rem; }}
-math[display="block"] {{ margin: 1rem 0; font-size: 1.1em; }}
-.subtitle {{ color: #57606a; }}
-</style>
-</head>
-<body>
-<header><h1 class="title">{title}</h1><p class="subtitle">{subtitle}</p></header>
-{body}
-</body>
-</html>
-"""
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*(?:\{([^}]*)\})?\s*$")
+_XREF = re.compile(r"@((?:fig|sec)-[\w-]*\w)")
+_FENCE = re.compile(r"^(```|~~~)")
+TEMPLATE = Path(__file__).with_name("report.html")  # the page around Pandoc's body, styles included
 
 
 def cell_options(source: str) -> tuple[dict, str]:
@@ -60,34 +34,6 @@ def cell_options(source: str) -> tuple[dict, str]:
         options[match.group(1)] = yaml.safe_load(match.group(2))
         lines.pop(0)
     return options, "\n".join(lines)
-
-
-def tex_to_mathml(markdown: str) -> str:
-    """Replace $...$ and $$...$$ with MathML, which browsers render natively and offline."""
-    from latex2mathml.converter import convert
-
-    markdown = _DISPLAY_MATH.sub(lambda m: "\n" + convert(m.group(1).strip(), display="block") + "\n", markdown)
-    return _INLINE_MATH.sub(lambda m: convert(m.group(1)), markdown)
-
-
-class MathStash:
-    """Swaps TeX out of Markdown for placeholders before export, and MathML in after.
-
-    nbconvert sanitizes Markdown HTML and would mangle MathML, so formulas are put back last.
-    """
-
-    def __init__(self) -> None:
-        self.formulas: list[str] = []
-
-    def hide(self, markdown: str) -> str:
-        def stash(match: re.Match) -> str:
-            self.formulas.append(tex_to_mathml(match.group(0)))
-            return f"MATHPLACEHOLDER{len(self.formulas) - 1}X"
-
-        return _INLINE_MATH.sub(stash, _DISPLAY_MATH.sub(stash, markdown))
-
-    def restore(self, html_text: str) -> str:
-        return re.sub(r"MATHPLACEHOLDER(\d+)X", lambda m: self.formulas[int(m.group(1))], html_text)
 
 
 def load_qmd(path: Path):
@@ -110,46 +56,164 @@ def load_qmd(path: Path):
     return front, nb
 
 
-def _apply_options(nb, defaults: dict, math: MathStash) -> None:
-    """Map Quarto's cell options (front matter `execute:` defaults, then `#|` lines) onto the executed notebook."""
-    import nbformat
-
-    cells = []
+def parameter_names(nb) -> list[str]:
+    """The names the `parameters` cell assigns: the only keys `-P` may set."""
     for cell in nb.cells:
-        options = {**defaults, **cell.metadata.get("quarto", {})} if cell.cell_type == "code" else {}
+        if "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            return [
+                t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if hasattr(t, "id")
+            ]
+    return []
+
+
+def check_params(nb, params: dict, source: str) -> None:
+    """Refuse a parameter the report does not define (a typo would silently render the defaults)."""
+    known = parameter_names(nb)
+    for key in params:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"{source} has no parameter {key!r}: {hint}its parameters are {', '.join(known) or 'none'}"
+            )
+
+
+def execute(nb, cwd: Path) -> None:
+    """Run every cell in a fresh kernel started in `cwd`; a failing cell raises CellExecutionError.
+
+    The kernel talks over local IPC sockets, not TCP ports, so it has nothing to warn about encryption.
+    """
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    sockets = Path(tempfile.mkdtemp(prefix="pokerlib-kernel-"))
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+    try:
+        NotebookClient(nb, km=km, timeout=3600, resources={"metadata": {"path": str(cwd)}}).execute()
+    finally:
+        if km.has_kernel:  # a kernel we passed in is ours to stop
+            km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def number_figures(nb) -> dict[str, int]:
+    """Figure labels in order of appearance -> their numbers (cells labelled `fig-...`)."""
+    labels = [str(c.metadata.get("quarto", {}).get("label", "")) for c in nb.cells if c.cell_type == "code"]
+    labels = [label for label in labels if label.startswith("fig-")]
+    return {label: i for i, label in enumerate(labels, 1)}
+
+
+def number_sections(markdown: str) -> dict[str, str]:
+    """`{#sec-...}` heading ids -> their numbers as Pandoc will print them (top level: the shallowest)."""
+    headings, in_fence = [], False
+    for line in markdown.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and (m := _HEADING.match(line)):
+            attrs = m.group(3) or ""
+            headings.append((len(m.group(1)), ".unnumbered" in attrs or "-}" in attrs, re.search(r"#([\w-]+)", attrs)))
+    if not headings:
+        return {}
+    top, counters, numbers = min(level for level, _, _ in headings), [0] * 7, {}
+    for level, unnumbered, ident in headings:
+        if unnumbered:
+            continue
+        counters[level - top] += 1
+        counters[level - top + 1 :] = [0] * (6 - (level - top))
+        if ident and ident.group(1).startswith("sec-"):
+            numbers[ident.group(1)] = ".".join(str(n) for n in counters[: level - top + 1])
+    return numbers
+
+
+def resolve_xrefs(markdown: str, figures: dict[str, int], sections: dict[str, str]) -> str:
+    """`@fig-x` -> [Figure N](#fig-x) and `@sec-x` -> [Section N](#sec-x); an unknown label is an error."""
+
+    def link(match: re.Match) -> str:
+        label = match.group(1)
+        if label in figures:
+            return f"[Figure {figures[label]}](#{label})"
+        if label in sections:
+            return f"[Section {sections[label]}](#{label})"
+        raise ValueError(f"cross-reference @{label} points to no figure or section")
+
+    return _XREF.sub(link, markdown)
+
+
+def _code_block(code: str, language: str = "") -> str:
+    fence = "````" if "```" in code else "```"
+    return f"{fence}{language}\n{code.rstrip()}\n{fence}"
+
+
+def _output_markdown(output, figure: tuple[str, int, str] | None, images: list[bytes]) -> str | None:
+    """One cell output as markdown; a PNG becomes a numbered figure whose image is filled in after Pandoc."""
+    if output.output_type == "stream":
+        return _code_block(output.text) if output.name == "stdout" and output.text.strip() else None
+    data = output.get("data", {})
+    if "image/png" in data:
+        if figure is None:
+            raise ValueError("a cell draws a figure without `#| label: fig-...` and `#| fig-cap`: give it both")
+        label, number, caption = figure
+        images.append(base64.b64decode(data["image/png"]))
+        return f"![Figure {number}: {caption}](IMAGE{len(images) - 1}.png){{#{label}}}"
+    if "text/markdown" in data:
+        return data["text/markdown"]
+    if "text/html" in data:
+        return f"```{{=html}}\n{data['text/html']}\n```"
+    if "text/plain" in data:
+        return _code_block(data["text/plain"])
+    return None
+
+
+def to_markdown(nb, defaults: dict, figures: dict[str, int]) -> tuple[str, list[bytes]]:
+    """The executed notebook as one Pandoc markdown document and the PNG images it refers to."""
+    parts, images = [], []
+    for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = math.hide(cell.source)
+            parts.append(cell.source)
+            continue
+        if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
+            continue
+        options = {**defaults, **cell.metadata.get("quarto", {})}
         if options.get("include") is False:
             continue
-        if options.get("echo") is False or {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
-            cell.metadata.setdefault("tags", []).append("remove_input")
+        if options.get("echo", True) is not False and cell.source.strip():
+            code = _code_block(cell.source, "python")
+            fold = options.get("code-fold", False)
+            parts.append(
+                f'<details class="code-fold">\n<summary>Code</summary>\n\n{code}\n\n</details>' if fold else code
+            )
         if options.get("output") is False:
-            cell.outputs = []
-        if options.get("warning") is False:
-            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
-        cells.append(cell)
-        if options.get("fig-cap"):
-            cap = nbformat.v4.new_markdown_cell(f'<p class="caption">{html.escape(str(options["fig-cap"]))}</p>')
-            cells.append(cap)
-    nb.cells = cells
+            continue
+        label = str(options.get("label", ""))
+        figure = (label, figures[label], str(options.get("fig-cap", ""))) if label in figures else None
+        for output in cell.outputs:
+            if options.get("warning") is False and output.output_type == "stream" and output.name == "stderr":
+                continue
+            if (text := _output_markdown(output, figure, images)) is not None:
+                parts.append(text)
+    return "\n\n".join(parts) + "\n", images
 
 
-def _fold_code(body: str) -> str:
-    pattern = re.compile(
-        r'<div class="input">\s*<div class="inner_cell">\s*<div class="input_area">(.*?)</div>\s*'
-        r"</div>\s*</div>",
-        re.S,
-    )
-    return pattern.sub(lambda m: f'<details class="code-fold"><summary>Code</summary>{m.group(1)}</details>', body)
+def pandoc_html(markdown: str, front: dict, cwd: Path) -> str:
+    """Markdown -> a standalone HTML page through Pandoc: TOC, numbered sections, MathML, references."""
+    import pypandoc
+
+    fmt = front.get("format", {}).get("html", {})
+    args = ["--standalone", f"--template={TEMPLATE}", "--mathml", "--section-divs", "--wrap=none"]
+    args += ["--toc", "--toc-depth=2"] if fmt.get("toc") else []
+    args += ["--number-sections"] if fmt.get("number-sections") else []
+    if front.get("bibliography"):
+        args += ["--citeproc", f"--bibliography={cwd / front['bibliography']}", "--metadata=link-citations:true"]
+    meta = {k: front[k] for k in ("title", "subtitle") if k in front}
+    document = "---\n" + yaml.safe_dump(meta, allow_unicode=True) + "---\n\n" + markdown
+    return pypandoc.convert_text(document, "html5", format="markdown", extra_args=args, cworkdir=str(cwd))
 
 
 def render(
     qmd: str | Path = "report.qmd", output: str | Path | None = None, params: dict | None = None, log=print
 ) -> Path:
     """Execute and export `qmd` to a self-contained HTML file; returns its path."""
-    from nbclient import NotebookClient
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import TagRemovePreprocessor
     from papermill.parameterize import parameterize_notebook
 
     qmd = Path(qmd).resolve()
@@ -158,23 +222,19 @@ def render(
     output = Path(output) if output else qmd.parent / "_output" / (qmd.stem + ".html")
     front, nb = load_qmd(qmd)
     if params:
-        if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells):
-            raise ValueError(f"{qmd.name} has no cell tagged `parameters` to receive {', '.join(params)}")
+        check_params(nb, params, qmd.name)
         nb = parameterize_notebook(nb, params)
     started = time.time()
     log(f"executing {qmd.name} ...")
-    NotebookClient(nb, kernel_name="python3", timeout=3600, resources={"metadata": {"path": str(qmd.parent)}}).execute()
-    math = MathStash()
-    _apply_options(nb, front.get("execute", {}), math)
-    exporter = HTMLExporter(template_name="basic", exclude_input_prompt=True, exclude_output_prompt=True)
-    exporter.embed_images = True
-    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"remove_input"}), enabled=True)
-    body, _ = exporter.from_notebook_node(nb)
-    page = PAGE.format(
-        title=html.escape(str(front.get("title", qmd.stem))),
-        subtitle=html.escape(str(front.get("subtitle", ""))),
-        body=math.restore(_fold_code(body)),
-    )
+    execute(nb, qmd.parent)
+    figures = number_figures(nb)
+    html_format = (front.get("format") or {}).get("html") or {}
+    defaults = {"code-fold": html_format.get("code-fold", False), **front.get("execute", {})}  # cells override both
+    markdown, images = to_markdown(nb, defaults, figures)
+    markdown = resolve_xrefs(markdown, figures, number_sections(markdown))
+    page = pandoc_html(markdown, front, qmd.parent)
+    for i, png in enumerate(images):
+        page = page.replace(f'src="IMAGE{i}.png"', f'src="data:image/png;base64,{base64.b64encode(png).decode()}"')
     tmp = output.with_name(output.name + ".partial")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(page)

@@ -1,0 +1,37 @@
+"""The one place that names the reference variants: display names, colours and roles in the report.
+
+Switching the report to another set of reference runs means editing this file only.
+"""
+
+from __future__ import annotations
+
+# key -> (display name, colour). Colours are the Okabe-Ito palette, distinguishable with colour blindness;
+# every figure of the report and the README draws a variant in its colour here.
+VARIANTS: dict[str, tuple[str, str]] = {
+    "v1_buggy_reward": ("v1 buggy reward", "#999999"),
+    "v2_balanced": ("v2 balanced", "#E69F00"),
+    "v3_balanced_kl": ("v3 balanced + KL", "#CC79A7"),
+    "v4_extended": ("v4 GRPO", "#0072B2"),
+    "v4_sft": ("v4 SFT yardstick", "#009E73"),
+}
+ORIGINAL_VARIANTS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl")  # the original's budgets
+EXTENDED_VARIANTS = ("v4_extended", "v4_sft")  # beyond the original: the larger budget
+GRPO_BEST = "v4_extended"  # the best GRPO setting
+REWARD_ONLY_BEST: str | None = None  # the best reward-only objective, when there are runs of it
+SFT = "v4_sft"  # the supervised yardstick
+SEARCH_BASE_PARAMS = "params/v4_extended.yaml"  # what the search entries override
+
+NAMES = {key: name for key, (name, _) in VARIANTS.items()}
+COLORS = {key: colour for key, (_, colour) in VARIANTS.items()}
+# c(p) curves of the objectives (no runs needed): one colour per objective.
+OBJECTIVE_COLORS = {"grpo": "#0072B2", "dr_grpo": "#D55E00", "maxrl": "#56B4E9", "sft": "#009E73"}
+
+
+def name(key: str) -> str:
+    """A variant's display name; any other run folder keeps its own name."""
+    return NAMES.get(key, key)
+
+
+def color(key: str) -> str | None:
+    """A variant's colour, or None to let matplotlib pick one for runs outside the reference set."""
+    return COLORS.get(key)
