@@ -96,12 +96,23 @@ def fake_run(folder, seed: int = 0, num_steps: int = 2):
 
     import yaml
 
-    from pokerlib import LABELS
-    from pokerlib.tools.artifacts import LOG_COLUMNS
-
     folder = Path(folder)
     folder.mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "num_steps": num_steps}))
+    write_results(folder, num_steps)
+    (folder / "env.json").write_text(json.dumps({"train_seconds": 1.0}))
+    (folder / "grpo_poker.ipynb").write_text("{}")
+    (folder / "COMPLETE").write_text(json.dumps({"params": {"seed": seed, "num_steps": num_steps}}))
+    return reseal(folder)
+
+
+def write_results(folder, num_steps: int) -> None:
+    """What the notebook writes into its out_dir: training log, evaluation, predictions, notebook_env.json."""
+    import json
+
+    from pokerlib import LABELS
+    from pokerlib.tools.artifacts import LOG_COLUMNS
+
     header = ",".join(LOG_COLUMNS)
     (folder / "train_log.csv").write_text(header + "\n" + "".join(f"{s},0.5,0.1,1\n" for s in range(1, num_steps + 1)))
     row = dict.fromkeys([*LABELS, "invalid"], 0)
@@ -112,10 +123,7 @@ def fake_run(folder, seed: int = 0, num_steps: int = 2):
     rows = [f"h,{label},high card,high card,high card,0,{m}\n" for m in ("reference", "finetuned") for label in LABELS]
     columns = "hand,label,completion,predicted,reward_label,reward,model\n"
     (folder / "predictions.csv").write_text(columns + "".join(rows))
-    (folder / "env.json").write_text(json.dumps({"train_seconds": 1.0}))
-    (folder / "grpo_poker.ipynb").write_text("{}")
-    (folder / "COMPLETE").write_text(json.dumps({"params": {"seed": seed, "num_steps": num_steps}}))
-    return reseal(folder)
+    (folder / "notebook_env.json").write_text(json.dumps({"train_seconds": 1.0}))
 
 
 def reseal(folder):
