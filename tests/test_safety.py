@@ -236,6 +236,14 @@ def test_a_killed_force_run_keeps_the_old_run_and_a_finished_one_replaces_it(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == [".v2_balanced.lock", "v2_balanced"]
 
 
+def test_recovery_leaves_the_temporary_folders_of_a_similarly_named_run_alone(tmp_path):
+    building = tmp_path / ".v2.b.new-123"  # run `v2.b` being built by another process
+    building.mkdir()
+    fake_run(tmp_path / "v2")
+    runner._recover(tmp_path / "v2")
+    assert building.is_dir()
+
+
 # 5. Damaged or impossible artifacts are refused, naming the run and the file
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -197,8 +198,8 @@ def _recover(run_dir: Path) -> None:
 
     Called with the run's lock held, so every such folder belongs to a process that has ended.
     """
-    prefix = f".{run_dir.name}."
-    leftovers = [p for p in run_dir.parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
+    ours = re.compile(re.escape(f".{run_dir.name}.") + r"(new|old)-\d+")  # not `.NAME.x.new-1` of run NAME.x
+    leftovers = [p for p in run_dir.parent.iterdir() if ours.fullmatch(p.name) and p.is_dir()]
     if not run_dir.exists():
         complete = [p for p in leftovers if (p / MARKER).is_file()]
         complete.sort(key=lambda p: ".new-" not in p.name)  # a complete new run wins over the old one
