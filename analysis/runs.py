@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from pokerlib.tools.artifacts import verify_run
 from pokerlib.tools.runner import MARKER
 
 from .variants import NAMES  # noqa: F401  (re-exported: the display names live in variants.py)
@@ -23,13 +26,21 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 
 def load_run(folder: Path) -> dict:
-    """One complete run's files; a folder without the completion marker is refused with the fix."""
+    """One complete run's files, verified first (checksums, value ranges); a missing or incomplete run is refused
+    with the fix."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no run at {folder}: check the path (relative to where the report runs), or run it with "
+            f"`python -m pokerlib run PARAMS --name {folder.name} --runs-dir {folder.parent}`"
+        )
     if not (folder / MARKER).is_file():
         raise FileNotFoundError(
-            f"{folder} is not a complete run: run `make report` (or `python -m pokerlib run-all --seeds 0 1 2 "
-            f"--runs-dir {folder.parent.parent}`) first"
+            f"{folder} is not a complete run (no {MARKER} marker: it was interrupted or failed): run it again with "
+            f"`python -m pokerlib run PARAMS --name {folder.name} --runs-dir {folder.parent}`, or for the "
+            f"reference runs `make report`"
         )
+    verify_run(folder)
     return {
         "folder": folder,
         "params": yaml.safe_load((folder / "params.yaml").read_text()),
@@ -40,17 +51,29 @@ def load_run(folder: Path) -> dict:
     }
 
 
-def load_seeds(runs_dir: str | Path, variant: str) -> list[dict]:
-    """Every seed of a variant (`<variant>/seed<N>/`), in seed order; a plain run folder counts as one seed."""
+def load_seeds(runs_dir: str | Path, variant: str, seeds: Iterable[int] | None = None) -> list[dict]:
+    """Every seed of a variant (`<variant>/seed<N>/`), in seed order; a plain run folder counts as one seed.
+
+    Folders not named seed<N> (a `seed0.bak` copy) are ignored; each of `seeds`, when given, must be there.
+    """
     base = Path(runs_dir) / variant
     if (base / MARKER).is_file():
         return [load_run(base)]
-    folders = sorted(base.glob("seed*"), key=lambda p: int(p.name.removeprefix("seed") or 0))
-    if not folders:
+    found = {}
+    if base.is_dir():
+        for path in base.iterdir():
+            match = re.fullmatch(r"seed(\d+)", path.name)
+            if match and path.is_dir():
+                found[int(match.group(1))] = path
+    missing = [seed for seed in seeds or () if seed not in found]
+    if missing or not found:
+        wanted = " ".join(str(s) for s in (missing or [0, 1, 2]))
+        what = f"seed {', '.join(map(str, missing))}" if missing else "runs"
         raise FileNotFoundError(
-            f"no runs of {variant} in {base}: run `python -m pokerlib run-all --seeds 0 1 2 --runs-dir {runs_dir}`"
+            f"no {what} of {variant} in {base}: run `python -m pokerlib run-all --variants {variant} --seeds {wanted} "
+            f"--runs-dir {runs_dir}`"
         )
-    return [load_run(folder) for folder in folders]
+    return [load_run(found[seed]) for seed in sorted(found)]
 
 
 def mean_ci(values) -> tuple[float, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -68,6 +69,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
+            if f.type == "float" and not math.isfinite(getattr(self, f.name)):
+                raise ValueError(f"{f.name} must be a finite number; got {getattr(self, f.name)!r}")
         for name, options in CHOICES.items():
             if getattr(self, name) not in options:
                 raise ValueError(f"{name} must be one of {', '.join(options)}; got {getattr(self, name)!r}")
@@ -97,8 +100,7 @@ class RunConfig:
         for name in ("learning_rate", "max_grad_norm", "epsilon"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
-        if self.num_generations < 2 and self.scale_rewards == "group":
-            raise ValueError("num_generations must be >= 2 for group-relative advantages")
+        self._check_can_learn()
         smallest = min(EXPECTED_COUNTS.values())
         per_class = self.n_per_class_train + self.n_per_class_eval + self.n_per_class_val
         if self.dataset == "balanced" and per_class > smallest:
@@ -130,6 +132,22 @@ class RunConfig:
                 raise ValueError("expectation 'exact' makes one update per batch: set num_iterations 1")
         if self.batch_sampling == "stratified" and self.dataset != "balanced":
             raise ValueError("batch_sampling 'stratified' needs dataset 'balanced'")
+
+    def _check_can_learn(self) -> None:
+        """Refuse settings under which a run completes but cannot learn anything."""
+        if self.num_steps > 0 and self.n_per_class_train < 1:
+            raise ValueError(f"n_per_class_train must be >= 1 to have hands to train on; got {self.n_per_class_train}")
+        if self.val_every > 0 and self.n_per_class_val < 1:
+            raise ValueError(
+                f"val_every {self.val_every} needs validation hands: set n_per_class_val >= 1 or val_every 0"
+            )
+        sampled_grpo = self.objective == "grpo" and self.expectation == "sampled"
+        if sampled_grpo and self.num_generations < 2 and self.advantage_estimator != "rft":
+            raise ValueError(
+                f"num_generations 1 leaves advantage {self.advantage_estimator!r} a group of one, with no spread "
+                "between samples to learn from, so the policy never updates: set num_generations >= 2, "
+                "or use advantage 'rft' or expectation 'exact'"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:

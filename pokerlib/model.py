@@ -6,11 +6,14 @@ Only safetensors and GGUF files are read; nothing is unpickled.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,7 +30,8 @@ SOURCES_HELP = (
 )
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_COMPLETE = "COMPLETE"
+_COMPLETE = "COMPLETE"  # written last into a cache folder, with the sha256 of every file in it
+STALE_SECONDS = 3600  # a conversion takes about 20 s: a temporary folder older than this was abandoned
 
 
 class ModelSourceError(ValueError):
@@ -104,24 +108,114 @@ def _bundled_cache() -> Path:
     return cache_dir() / "smollm2-135m-instruct-q4_1"
 
 
-def _write_once(target: Path, write) -> Path:
-    """Fill `target` with `write(folder)` once; a partial write is never trusted by a later load.
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
-    The folder is written under a temporary name, marked complete, then renamed into place.
+
+def _seal(folder: Path) -> None:
+    """Mark a written cache folder complete, recording the sha256 of each file so every load can check them."""
+    sums = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    marker = {"written": time.strftime("%Y-%m-%d %H:%M:%S"), "sha256": sums}
+    (folder / _COMPLETE).write_text(json.dumps(marker, indent=2))
+
+
+def cache_problem(folder: Path, skip_weights: bool = False) -> str | None:
+    """Why a cache folder cannot be trusted (incomplete, a file missing or changed), or None when it can.
+
+    `skip_weights` leaves the large safetensors unhashed, for callers that read only the tokenizer.
     """
-    if (target / _COMPLETE).is_file():
+    marker = folder / _COMPLETE
+    if not marker.is_file():
+        return "it is incomplete (no COMPLETE marker: a conversion was interrupted)"
+    try:
+        sums = json.loads(marker.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError):
+        return "its COMPLETE marker records no checksums (written by an older pokerlib)"
+    for name, digest in sums.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if not (skip_weights and name.endswith(".safetensors")) and _sha256(path) != digest:
+            return f"{name} is damaged or truncated (its sha256 differs from the one recorded at conversion)"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(target: Path) -> None:
+    """Delete temporary folders left beside `target` by killed conversions (process gone, or over an hour old)."""
+    if not target.parent.is_dir():
+        return
+    pattern = re.compile(re.escape(target.name) + r"\.(partial|damaged)-(\d+)")
+    for path in target.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if not match or int(match.group(2)) == os.getpid():
+            continue
+        try:
+            old = time.time() - path.stat().st_mtime > STALE_SECONDS
+        except FileNotFoundError:
+            continue
+        if old or not _pid_alive(int(match.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"pokerlib: removed {path}, left by a conversion that was killed", file=sys.stderr)
+
+
+def _put_in_place(tmp: Path, target: Path) -> None:
+    """Rename the complete `tmp` to `target`; a damaged `target` is moved aside first, while a good copy
+    another process put there meanwhile is kept."""
+    try:
+        os.replace(tmp, target)  # fails when target is a non-empty folder
+        return
+    except OSError:
+        if cache_problem(target) is None:
+            return
+    aside = target.with_name(f"{target.name}.damaged-{os.getpid()}")
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        pass  # another process moved it first
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if cache_problem(target) is not None:
+            raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _write_once(target: Path, write) -> Path:
+    """Fill `target` with `write(folder)` once; a partial, damaged or changed cache is never trusted by a load.
+
+    The folder is written under a temporary name, sealed with checksums, then renamed into place.
+    """
+    _remove_stale(target)
+    problem = cache_problem(target)
+    if problem is None:
         return target
+    if target.exists():
+        print(
+            f"pokerlib: the model cache {target} cannot be used: {problem}; rebuilding it automatically "
+            "(converting the bundled model takes about 20 s)",
+            file=sys.stderr,
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write(tmp)
-        (tmp / _COMPLETE).write_text(f"written {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        if (target / _COMPLETE).is_file():  # another process finished first: keep its copy
+        _seal(tmp)
+        if cache_problem(target) is None:  # another process finished first: keep its copy
             return target
-        if target.exists():  # left by an interrupted write
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        _put_in_place(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -159,7 +253,7 @@ def load_tokenizer(source: str = "bundled"):
 
     if source in ("bundled", "tiny"):
         path = _bundled_cache()
-        if not (path / _COMPLETE).is_file():
+        if cache_problem(path, skip_weights=True) is not None:  # the tiny model needs no converted weights
             bundled_gguf_path()
             path = _write_once(cache_dir() / "smollm2-tokenizer", lambda d: _gguf_tokenizer().save_pretrained(d))
         return setup_tokenizer(AutoTokenizer.from_pretrained(path))

@@ -87,3 +87,52 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def fake_run(folder, seed: int = 0, num_steps: int = 2):
+    """A small complete run folder written by hand (8 hands, every answer 'high card'), sealed like the runner's."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "num_steps": num_steps}))
+    write_results(folder, num_steps)
+    (folder / "env.json").write_text(json.dumps({"train_seconds": 1.0}))
+    (folder / "grpo_poker.ipynb").write_text("{}")
+    (folder / "COMPLETE").write_text(json.dumps({"params": {"seed": seed, "num_steps": num_steps}}))
+    return reseal(folder)
+
+
+def write_results(folder, num_steps: int) -> None:
+    """What the notebook writes into its out_dir: training log, evaluation, predictions, notebook_env.json."""
+    import json
+
+    from pokerlib import LABELS
+    from pokerlib.tools.artifacts import LOG_COLUMNS
+
+    header = ",".join(LOG_COLUMNS)
+    (folder / "train_log.csv").write_text(header + "\n" + "".join(f"{s},0.5,0.1,1\n" for s in range(1, num_steps + 1)))
+    row = dict.fromkeys([*LABELS, "invalid"], 0)
+    confusion = {label: {**row, "high card": 1} for label in LABELS}
+    ev = {"n": 8, "mean_reward": 0.125, "accuracy": 0.125, "valid_label_rate": 1.0, "confusion": confusion}
+    ev["per_class_accuracy"] = {label: float(label == "high card") for label in LABELS}
+    (folder / "eval.json").write_text(json.dumps({"reference": ev, "finetuned": ev, "max_parameter_change": 0.0}))
+    rows = [f"h,{label},high card,high card,high card,0,{m}\n" for m in ("reference", "finetuned") for label in LABELS]
+    columns = "hand,label,completion,predicted,reward_label,reward,model\n"
+    (folder / "predictions.csv").write_text(columns + "".join(rows))
+    (folder / "notebook_env.json").write_text(json.dumps({"train_seconds": 1.0}))
+
+
+def reseal(folder):
+    """Record the current checksums of a run's artifacts in its marker (as a finished run would have)."""
+    import json
+
+    from pokerlib.tools.artifacts import checksums
+
+    marker = json.loads((folder / "COMPLETE").read_text())
+    marker["sha256"] = checksums(folder)
+    (folder / "COMPLETE").write_text(json.dumps(marker))
+    return folder

@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 import pytest
+from conftest import fake_run
 
 from analysis import (
     best_constant_accuracy,
@@ -62,14 +63,7 @@ def test_shuffled_mutual_information_is_the_estimators_floor():
 
 def test_load_seeds_orders_by_seed_number_and_refuses_incomplete_runs(tmp_path):
     for seed in (10, 2):
-        run = tmp_path / "v2_balanced" / f"seed{seed}"
-        run.mkdir(parents=True)
-        (run / "params.yaml").write_text(f"seed: {seed}\n")
-        (run / "train_log.csv").write_text("step,reward\n1,0.5\n")
-        (run / "eval.json").write_text("{}")
-        (run / "predictions.csv").write_text("hand,label\n")
-        (run / "env.json").write_text("{}")
-        (run / "COMPLETE").write_text("{}")
+        fake_run(tmp_path / "v2_balanced" / f"seed{seed}", seed)
     assert [r["params"]["seed"] for r in load_seeds(tmp_path, "v2_balanced")] == [2, 10]
     (tmp_path / "v2_balanced" / "seed2" / "COMPLETE").unlink()
     with pytest.raises(FileNotFoundError, match="is not a complete run"):

@@ -123,13 +123,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from ..model import check_source
-    from .runner import PARAMS_DIR, VARIANTS, RunError, parse_overrides, read_params, resolve_config, run_variant
+    from .runner import (
+        PARAMS_DIR,
+        VARIANTS,
+        RunError,
+        check_run_name,
+        parse_overrides,
+        read_params,
+        resolve_config,
+        run_variant,
+    )
 
     try:
         overrides = read_params(args.overrides_file) if args.overrides_file else {}
         overrides.update(parse_overrides(args.overrides))
         if args.command == "run":
-            jobs = [(Path(args.params), args.name or Path(args.params).stem)]
+            jobs = [(Path(args.params), Path(args.params).stem if args.name is None else args.name)]
         else:
             jobs = [(PARAMS_DIR / f"{v}.yaml", v) for v in args.variants or VARIANTS]
         if args.seeds:
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             suffix = f"-seed{args.seed}" if args.seed is not None else ""
             seeded = [(path, name + suffix, args.seed) for path, name in jobs]
         # Validate every job before running any of them.
-        configs = [(resolve_config(path, overrides, seed), name) for path, name, seed in seeded]
+        configs = [(resolve_config(path, overrides, seed), check_run_name(name)) for path, name, seed in seeded]
         for cfg, _ in configs:
             check_source(cfg.model)
         if args.jobs is not None and args.jobs < 1:
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if errors else 0
         for cfg, name in configs:
             run_variant(cfg, name, args.runs_dir, force=args.force)
-    except (ValueError, TypeError, FileNotFoundError, RunError) as err:
+    except (ValueError, TypeError, OSError, RunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,154 @@
+"""A run's artifacts: their checksums (recorded in the completion marker) and the checks that keep a
+damaged or edited run out of the report."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..oracle import LABEL_WEIGHTS
+
+MARKER = "COMPLETE"
+ARTIFACTS = ("params.yaml", "train_log.csv", "eval.json", "predictions.csv", "env.json", "grpo_poker.ipynb")
+LOG_COLUMNS = ("step", "reward", "loss", "updated")  # the columns every training log has and the report reads
+MODELS = ("reference", "finetuned")
+MAX_REWARD = max(LABEL_WEIGHTS.values())
+
+
+class ArtifactError(ValueError):
+    """A run whose files are missing, changed since the run finished, or hold impossible values."""
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in blocks (a notebook or a model can be large)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def checksums(folder: Path, names: tuple[str, ...] = ARTIFACTS) -> dict[str, str]:
+    """sha256 of each named file of `folder`, for the completion marker."""
+    return {name: sha256_file(Path(folder) / name) for name in names}
+
+
+def _fail(folder: Path, name: str, problem: str) -> ArtifactError:
+    return ArtifactError(f"run {folder}: {name}: {problem}")
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    try:
+        return json.loads((folder / name).read_text())
+    except (OSError, ValueError) as err:
+        raise _fail(folder, name, f"cannot be read as JSON ({err}); re-run it with --force") from err
+
+
+def verify_run(folder: str | Path) -> dict:
+    """Check a complete run before anything reads a number from it; return its marker.
+
+    Checksums are compared when the marker records them (runs finished before they were recorded
+    have none); value ranges are always checked. Raises ArtifactError naming the run and the file.
+    """
+    folder = Path(folder)
+    if not (folder / MARKER).is_file():
+        raise FileNotFoundError(f"{folder} is not a complete run: it has no {MARKER} marker")
+    marker = _read_json(folder, MARKER)
+    if not isinstance(marker, dict):
+        raise _fail(folder, MARKER, "is not a JSON object")
+    for name in ARTIFACTS:
+        if not (folder / name).is_file():
+            raise _fail(folder, name, "is missing; re-run the run with --force")
+    for name, expected in (marker.get("sha256") or {}).items():
+        if not (folder / name).is_file() or sha256_file(folder / name) != expected:
+            raise _fail(
+                folder,
+                name,
+                f"changed after the run finished (its sha256 differs from the one in {MARKER}); "
+                "restore it (git checkout) or re-run with --force",
+            )
+    params = _check_params(folder)
+    evaluation = _check_eval(folder)
+    _check_log(folder, params)
+    _check_predictions(folder, evaluation)
+    if not isinstance(_read_json(folder, "env.json"), dict):
+        raise _fail(folder, "env.json", "is not a JSON object")
+    return marker
+
+
+def _check_params(folder: Path) -> dict:
+    try:
+        params = yaml.safe_load((folder / "params.yaml").read_text())
+    except yaml.YAMLError as err:
+        raise _fail(folder, "params.yaml", f"is not valid YAML ({err})") from err
+    if not isinstance(params, dict) or not isinstance(params.get("num_steps"), int):
+        raise _fail(folder, "params.yaml", "must be a mapping that states num_steps")
+    return params
+
+
+def _in_range(value: Any, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_eval(folder: Path) -> dict:
+    evaluation = _read_json(folder, "eval.json")
+    if not isinstance(evaluation, dict):
+        raise _fail(folder, "eval.json", "is not a JSON object")
+    for model in MODELS:
+        ev = evaluation.get(model)
+        if not isinstance(ev, dict):
+            raise _fail(folder, "eval.json", f"has no {model!r} evaluation")
+        _check_model_eval(folder, model, ev)
+    return evaluation
+
+
+def _check_model_eval(folder: Path, model: str, ev: dict) -> None:
+    n = ev.get("n")
+    if not isinstance(n, int) or n < 1:
+        raise _fail(folder, "eval.json", f"{model}.n must be a count >= 1; got {n!r}")
+    for key in ("accuracy", "valid_label_rate"):
+        if not _in_range(ev.get(key), 0.0, 1.0):
+            raise _fail(folder, "eval.json", f"{model}.{key} must be in [0, 1]; got {ev.get(key)!r}")
+    reward = ev.get("mean_reward")
+    if not _in_range(reward, 0.0, MAX_REWARD):
+        raise _fail(folder, "eval.json", f"{model}.mean_reward must be in [0, {MAX_REWARD}]; got {reward!r}")
+    for label, value in (ev.get("per_class_accuracy") or {}).items():
+        absent = value is None or (isinstance(value, float) and math.isnan(value))  # a class with no hands
+        if not absent and not _in_range(value, 0.0, 1.0):
+            raise _fail(folder, "eval.json", f"{model}.per_class_accuracy[{label!r}] must be in [0, 1]; got {value!r}")
+    confusion = ev.get("confusion")
+    if not isinstance(confusion, dict) or not all(isinstance(row, dict) for row in confusion.values()):
+        raise _fail(folder, "eval.json", f"{model}.confusion must map gold label -> answer -> count")
+    counts = [c for row in confusion.values() for c in row.values()]
+    if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != n:
+        raise _fail(folder, "eval.json", f"{model}.confusion counts must be non-negative and sum to n = {n}")
+
+
+def _check_log(folder: Path, params: dict) -> None:
+    with open(folder / "train_log.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0] if rows else []
+    missing = [c for c in LOG_COLUMNS if c not in header]
+    if missing or header[0] != "step":
+        raise _fail(folder, "train_log.csv", f"header must start with 'step' and hold {', '.join(LOG_COLUMNS)}")
+    body = rows[1:]
+    steps = params["num_steps"]
+    if len(body) != steps:
+        raise _fail(folder, "train_log.csv", f"has {len(body)} rows but the run made num_steps = {steps} steps")
+    for number, row in enumerate(body, start=1):
+        if len(row) != len(header) or row[0] != str(number):
+            raise _fail(folder, "train_log.csv", f"row {number} is cut or out of order (expected step {number})")
+
+
+def _check_predictions(folder: Path, evaluation: dict) -> None:
+    with open(folder / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for model in MODELS:
+        count = sum(1 for row in rows if row.get("model") == model)
+        if count != evaluation[model]["n"]:
+            raise _fail(
+                folder, "predictions.csv", f"has {count} {model} rows but eval.json says n = {evaluation[model]['n']}"
+            )

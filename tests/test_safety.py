@@ -1,0 +1,512 @@
+"""Runs are never lost or mixed up, bad inputs fail before any work, and damaged files are never read as results:
+run names, the per-run lock, --force swaps, parameter validation, artifact checksums and the model cache."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import fake_run, reseal, run_cli, write_results
+
+from analysis import load_run, load_seeds
+from pokerlib import model as M
+from pokerlib.config import RunConfig
+from pokerlib.model import load_model
+from pokerlib.tools import runner
+from pokerlib.tools.artifacts import ArtifactError, verify_run
+from pokerlib.tools.cli import main as cli_main
+from pokerlib.tools.runner import MARKER, ROOT, RunError, read_params, resolve_config, run_variant
+
+V2 = str(ROOT / "params" / "v2_balanced.yaml")
+SMOKE = ["--overrides", str(ROOT / "params" / "smoke.yaml")]
+
+
+def cli(capsys, *args: str) -> tuple[int, str]:
+    """`python -m pokerlib ARGS` in this process (for errors raised before any notebook runs): exit code, stderr."""
+    code = cli_main(list(args))
+    return code, capsys.readouterr().err
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` with its bytes: to show that nothing was touched."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# 1. A folder the runner did not create as a run is never deleted
+
+
+def test_a_folder_of_seeds_is_not_deleted_by_a_run_without_seeds(tmp_path, capsys):
+    for seed in (0, 1, 2):
+        fake_run(tmp_path / "v2_balanced" / f"seed{seed}", seed)
+    before = tree(tmp_path / "v2_balanced")
+    code, err = cli(capsys, "run", V2, *SMOKE, "--runs-dir", str(tmp_path))
+    assert code == 1 and "holds folders (seed0, seed1, seed2)" in err and "--seeds" in err
+    assert tree(tmp_path / "v2_balanced") == before
+
+
+def test_a_folder_without_markers_of_ours_is_not_deleted(tmp_path, capsys):
+    theirs = tmp_path / "v2_balanced"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    for force in ([], ["--force"]):
+        code, err = cli(capsys, "run", V2, *SMOKE, "--runs-dir", str(tmp_path), *force)
+        assert code == 1 and "was not created by the runner" in err
+    assert tree(theirs) == {"notes.txt": b"mine"}
+
+
+# 2. Run names stay inside the runs folder
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("..", "must name a folder inside --runs-dir"),
+        (".", "must name a folder inside --runs-dir"),
+        ("../x", "must name a folder inside --runs-dir"),
+        ("a/../../x", "must name a folder inside --runs-dir"),
+        ("/tmp/elsewhere", "is absolute"),
+        ("", "the run name is empty"),
+        ("a//b", "must name a folder inside --runs-dir"),
+    ],
+)
+def test_run_names_outside_the_runs_folder_are_refused_before_anything_is_touched(tmp_path, capsys, name, message):
+    runs = tmp_path / "parent" / "runs"
+    runs.mkdir(parents=True)
+    (tmp_path / "parent" / "keep.txt").write_text("keep")
+    (runs / "keep.txt").write_text("keep")
+    before = tree(tmp_path)
+    code, err = cli(capsys, "run", V2, *SMOKE, "--runs-dir", str(runs), "--name", name)
+    assert code == 1 and message in err
+    assert tree(tmp_path) == before and sorted(p.name for p in runs.iterdir()) == ["keep.txt"]
+
+
+# 3. One process per run folder
+
+
+def test_a_second_process_on_the_same_run_fails_naming_the_first(tmp_path):
+    run_dir = tmp_path / "v2_balanced"
+    with runner.run_lock(run_dir):  # this test process holds the run
+        proc = run_cli("run", V2, *SMOKE, "--runs-dir", str(tmp_path), check=False)
+    assert proc.returncode == 1
+    assert f"in use by process {os.getpid()}" in proc.stderr and ".v2_balanced.lock" in proc.stderr
+    assert not run_dir.exists()  # nothing written into a folder another process owns
+
+
+def test_the_lock_is_released_when_its_holder_ends(tmp_path):
+    run_dir = tmp_path / "run"
+    with runner.run_lock(run_dir):
+        with pytest.raises(RunError, match=f"in use by process {os.getpid()}"):
+            with runner.run_lock(run_dir):
+                pass
+    with runner.run_lock(run_dir):  # free again
+        pass
+
+
+# 4. --force: the old complete run stays until the new one is complete; fault injection
+
+
+def fake_papermill(fail_in_notebook: bool = False):
+    """Stands in for papermill.execute_notebook: writes what the notebook writes, in milliseconds."""
+
+    def execute(notebook, output, parameters, **kwargs):
+        out = Path(parameters["out_dir"])
+        Path(output).write_text(json.dumps({"cells": [], "seed": parameters["seed"]}))
+        if fail_in_notebook:
+            raise RuntimeError("the kernel died")
+        write_results(out, parameters["num_steps"])
+
+    return execute
+
+
+def smoke_config(seed: int) -> RunConfig:
+    return resolve_config(ROOT / "params" / "v2_balanced.yaml", read_params(ROOT / "params" / "smoke.yaml"), seed)
+
+
+def complete_seed(run_dir: Path) -> int:
+    """The seed of the complete run at run_dir, after checking it is whole: checksums, ranges, one set of params."""
+    marker = verify_run(run_dir)
+    params = yaml.safe_load((run_dir / "params.yaml").read_text())
+    assert marker["params"] == params
+    notebook = json.loads((run_dir / "grpo_poker.ipynb").read_text())
+    assert notebook.get("seed", params["seed"]) == params["seed"]  # the stand-in notebook records its seed
+    return params["seed"]
+
+
+class Interrupt(BaseException):
+    """A kill at one point of the swap (BaseException: nothing in the runner may catch it)."""
+
+
+def boom(*args, **kwargs):
+    raise Interrupt
+
+
+STAGES = {
+    "in the notebook": [],
+    "before the marker": [("checksums", boom)],
+    "writing the marker": [("_write_atomic", boom)],
+    "at the exchange": [("_exchange", boom)],
+    "after the exchange": [("shutil.rmtree", boom)],
+    "before the first rename": [("_exchange", lambda a, b: False), ("os.rename", boom)],
+    "between the renames": [("_exchange", lambda a, b: False), ("os.rename", "second")],
+    "after the renames": [("_exchange", lambda a, b: False), ("shutil.rmtree", boom)],
+}
+
+
+def inject(monkeypatch, stage: str) -> None:
+    for target, action in STAGES[stage]:
+        if action == "second":  # let the first call through, interrupt the second
+            calls = []
+            real = os.rename
+
+            def second(a, b, real=real, calls=calls):
+                calls.append(a)
+                if len(calls) == 2:
+                    raise Interrupt
+                return real(a, b)
+
+            action = second
+        if "." in target:
+            module, attr = target.split(".")
+            monkeypatch.setattr(getattr(runner, module), attr, action)
+        else:
+            monkeypatch.setattr(runner, target, action)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_an_interrupted_force_run_leaves_the_old_or_the_new_complete_run(tmp_path, monkeypatch, stage):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill())
+    run_dir = run_variant(smoke_config(0), "v2_balanced", tmp_path, log=lambda *_: None)
+    assert complete_seed(run_dir) == 0
+
+    with monkeypatch.context() as patch:
+        if stage == "in the notebook":
+            patch.setattr(papermill, "execute_notebook", fake_papermill(fail_in_notebook=True))
+        inject(patch, stage)
+        with pytest.raises((Interrupt, RunError)):
+            run_variant(smoke_config(1), "v2_balanced", tmp_path, force=True, log=lambda *_: None)
+
+    complete = [p for p in tmp_path.iterdir() if (p / MARKER).is_file()]
+    assert complete, "neither the old nor the new run is left"
+    if stage != "between the renames":  # only the fallback without an atomic exchange leaves a gap, filled below
+        assert complete_seed(run_dir) in (0, 1)
+    runner._recover(run_dir)  # what the next run of this name does first, with the lock held
+    assert complete_seed(run_dir) in (0, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".v2_balanced.lock", "v2_balanced"]
+
+    run_variant(smoke_config(1), "v2_balanced", tmp_path, force=True, log=lambda *_: None)  # an uninterrupted one
+    assert complete_seed(run_dir) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".v2_balanced.lock", "v2_balanced"]
+
+
+def test_a_killed_force_run_keeps_the_old_run_and_a_finished_one_replaces_it(tmp_path):
+    """The real notebook: a complete run, a --force run killed mid-notebook, then one that finishes."""
+    run_dir = tmp_path / "v2_balanced"
+    args = ["run", V2, *SMOKE, "--runs-dir", str(tmp_path)]
+    run_cli(*args)
+    old = tree(run_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pokerlib", *args, "--set", "seed=1", "--set", "num_steps=500", "--force"],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    new = tmp_path / f".v2_balanced.new-{proc.pid}"
+    deadline = time.time() + 600
+    while not (new / "grpo_poker.ipynb").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert tree(run_dir) == old and complete_seed(run_dir) == 0
+
+    run_cli(*args, "--set", "seed=1", "--force")
+    assert complete_seed(run_dir) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".v2_balanced.lock", "v2_balanced"]
+
+
+def test_recovery_leaves_the_temporary_folders_of_a_similarly_named_run_alone(tmp_path):
+    building = tmp_path / ".v2.b.new-123"  # run `v2.b` being built by another process
+    building.mkdir()
+    fake_run(tmp_path / "v2")
+    runner._recover(tmp_path / "v2")
+    assert building.is_dir()
+
+
+# 5. Damaged or impossible artifacts are refused, naming the run and the file
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def impossible_eval(data):
+    data["finetuned"]["accuracy"] = 1.7
+    data["finetuned"]["mean_reward"] = -3.0
+
+
+CORRUPTIONS = {
+    "accuracy 1.7": ("eval.json", lambda f: edit_json(f / "eval.json", impossible_eval), "accuracy must be in [0, 1]"),
+    "reward -3": (
+        "eval.json",
+        lambda f: edit_json(f / "eval.json", lambda d: d["reference"].update(mean_reward=-3.0)),
+        "mean_reward must be in [0, 3.0]",
+    ),
+    "confusion": (
+        "eval.json",
+        lambda f: edit_json(f / "eval.json", lambda d: d["finetuned"]["confusion"]["flush"].update(flush=5)),
+        "sum to n = 8",
+    ),
+    "log cut in half": (
+        "train_log.csv",
+        lambda f: (f / "train_log.csv").write_text("".join((f / "train_log.csv").read_text().splitlines(True)[:3])),
+        "has 2 rows but the run made num_steps = 4",
+    ),
+    "log header only": (
+        "train_log.csv",
+        lambda f: (f / "train_log.csv").write_text((f / "train_log.csv").read_text().splitlines(True)[0]),
+        "has 0 rows",
+    ),
+    "log row cut": (
+        "train_log.csv",
+        lambda f: (f / "train_log.csv").write_text((f / "train_log.csv").read_text()[:-5]),
+        "row 4 is cut",
+    ),
+    "predictions cut": (
+        "predictions.csv",
+        lambda f: (f / "predictions.csv").write_text((f / "predictions.csv").read_text()[:-30]),
+        "finetuned rows but eval.json says n = 8",
+    ),
+    "not JSON": ("env.json", lambda f: (f / "env.json").write_text("{"), "cannot be read as JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_a_changed_artifact_fails_its_checksum(tmp_path, case):
+    name, corrupt, _ = CORRUPTIONS[case]
+    run = fake_run(tmp_path / "v2_balanced" / "seed0", num_steps=4)
+    corrupt(run)
+    with pytest.raises(ArtifactError, match="changed after the run finished") as err:
+        load_run(run)
+    assert str(run) in str(err.value) and name in str(err.value)
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_impossible_values_fail_even_with_matching_checksums(tmp_path, case):
+    name, corrupt, message = CORRUPTIONS[case]
+    run = fake_run(tmp_path / "v2_balanced" / "seed0", num_steps=4)
+    corrupt(run)
+    reseal(run)  # as if the runner itself had written the bad file, or a run from before checksums
+    with pytest.raises(ArtifactError) as err:
+        load_seeds(tmp_path, "v2_balanced")
+    assert message in str(err.value) and f"run {run}: {name}:" in str(err.value)
+
+
+def test_a_missing_artifact_is_named(tmp_path):
+    run = fake_run(tmp_path / "r")
+    (run / "predictions.csv").unlink()
+    with pytest.raises(ArtifactError, match="predictions.csv: is missing"):
+        load_run(run)
+
+
+def test_runs_finished_before_checksums_are_still_range_checked(tmp_path):
+    run = fake_run(tmp_path / "r")
+    edit_json(run / "COMPLETE", lambda d: d.pop("sha256"))
+    assert load_run(run)["params"]["seed"] == 0
+    edit_json(run / "eval.json", impossible_eval)
+    with pytest.raises(ArtifactError, match="accuracy must be in"):
+        load_run(run)
+
+
+def test_the_committed_results_verify():
+    for complete in sorted((ROOT / "results").rglob(MARKER)):
+        verify_run(complete.parent)
+
+
+# 6. Values that cannot make a meaningful run fail before any work
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"beta": math.nan}, "beta must be a finite number"),
+        ({"learning_rate": math.inf}, "learning_rate must be a finite number"),
+        ({"entropy_coef": math.nan}, "entropy_coef must be a finite number"),
+        ({"weight_decay": math.nan}, "weight_decay must be a finite number"),
+        ({"max_grad_norm": -math.inf}, "max_grad_norm must be a finite number"),
+        ({"epsilon": math.nan}, "epsilon must be a finite number"),
+        ({"n_per_class_train": 0}, "n_per_class_train must be >= 1"),
+        ({"val_every": 10, "n_per_class_val": 0}, "needs validation hands"),
+        ({"num_generations": 1, "scale_rewards": "none"}, "num_generations 1"),
+        ({"num_generations": 1, "advantage": "dr_grpo"}, "num_generations 1"),
+        ({"num_generations": 1, "advantage": "maxrl"}, "num_generations 1"),
+        ({"num_generations": 1}, "num_generations 1"),
+    ],
+)
+def test_meaningless_parameters_are_refused(values, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**values)
+
+
+def test_one_generation_is_allowed_where_it_can_still_update():
+    RunConfig(num_generations=1, advantage="rft")
+    RunConfig(num_generations=1, expectation="exact", logprob_space="constrained")
+
+
+def test_a_nan_from_the_command_line_fails_before_any_run(tmp_path, capsys):
+    code, err = cli(capsys, "run", V2, *SMOKE, "--set", "beta=.nan", "--runs-dir", str(tmp_path))
+    assert code == 1 and "beta must be a finite number" in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("# nothing but a comment\n", "is empty"),
+        ("beta: 0.1\nseed: 1\nbeta: 0.2\n", ":3:1: invalid params file: parameter 'beta' is given twice"),
+        ("beta: 0.1\n  seed: [1\n", ":2:7: invalid params file: mapping values are not allowed here"),
+        ("num_steps: [1, 2\n", ":2:1: invalid params file"),
+    ],
+)
+def test_bad_params_files_fail_in_one_line_naming_the_file(tmp_path, capsys, text, message):
+    params = tmp_path / "bad.yaml"
+    params.write_text(text)
+    with pytest.raises(ValueError, match="invalid params file|is empty") as err:
+        read_params(params)
+    assert message in str(err.value) and str(params) in str(err.value)
+    code, stderr = cli(capsys, "run", str(params), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1 and stderr.count("\n") == 1 and message in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()
+
+
+# 7. The model cache: damage is found at load and repaired
+
+
+def save_tiny(tiny, folder):
+    model, tokenizer = tiny
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+@pytest.fixture
+def tiny_cache(tiny, tmp_path, monkeypatch):
+    """A private cache whose 'conversion' saves the tiny model (instant); returns the list of conversions."""
+    monkeypatch.setenv("POKERLIB_CACHE", str(tmp_path))
+    writes = []
+    real = M._write_once
+    monkeypatch.setattr(
+        M, "_write_once", lambda target, _convert: real(target, lambda d: (writes.append(d), save_tiny(tiny, d)))
+    )
+    load_model("bundled", device="cpu")
+    assert len(writes) == 1
+    return writes
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated weights": ("model.safetensors", truncate, "model.safetensors is damaged or truncated"),
+    "changed bytes": ("model.safetensors", flip_a_byte, "model.safetensors is damaged or truncated"),
+    "missing config": ("config.json", Path.unlink, "config.json is missing"),
+    "missing tokenizer": ("tokenizer.json", Path.unlink, "tokenizer.json is missing"),
+    "marker without checksums": ("COMPLETE", lambda p: p.write_text("written 2026-01-01\n"), "records no checksums"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_cache_is_named_and_rebuilt(tiny_cache, capfd, case):
+    name, damage, problem = DAMAGE[case]
+    cache = M._bundled_cache()
+    damage(cache / name)
+    capfd.readouterr()
+    model, _ = load_model("bundled", device="cpu")
+    err = capfd.readouterr().err
+    assert problem in err and str(cache) in err and "rebuilding it automatically" in err
+    assert len(tiny_cache) == 2 and M.cache_problem(cache) is None and model.config.num_hidden_layers == 2
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]  # no temporary folder left
+
+
+def test_an_intact_cache_is_not_rebuilt(tiny_cache, capfd):
+    load_model("bundled", device="cpu")
+    assert len(tiny_cache) == 1 and "rebuilding" not in capfd.readouterr().err
+
+
+def test_temporary_folders_of_killed_conversions_are_removed(tiny_cache, capfd):
+    cache = M._bundled_cache()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = cache.with_name(f"{cache.name}.partial-{int(dead.stdout)}")  # its process has ended
+    old = cache.with_name(f"{cache.name}.partial-{os.getppid()}")  # a live process, but hours old
+    for folder in (killed, old):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half a model")
+    os.utime(old, (time.time() - 2 * M.STALE_SECONDS,) * 2)
+    load_model("bundled", device="cpu")
+    assert not killed.exists() and not old.exists()
+    assert "left by a conversion that was killed" in capfd.readouterr().err
+
+    old.mkdir()  # a conversion another live process is doing right now is left alone
+    load_model("bundled", device="cpu")
+    assert old.exists()
+    shutil.rmtree(old)
+
+
+# 8. Smaller holes: stray folders, missing seeds and runs, read-only runs folders
+
+
+def test_a_stray_seed_folder_is_ignored_and_a_missing_expected_seed_is_named(tmp_path):
+    for seed in (0, 1):
+        fake_run(tmp_path / "v2_balanced" / f"seed{seed}", seed)
+    shutil.copytree(tmp_path / "v2_balanced" / "seed0", tmp_path / "v2_balanced" / "seed0.bak")
+    assert [r["params"]["seed"] for r in load_seeds(tmp_path, "v2_balanced")] == [0, 1]
+    with pytest.raises(FileNotFoundError, match="no seed 2 of v2_balanced") as err:
+        load_seeds(tmp_path, "v2_balanced", seeds=[0, 1, 2])
+    assert "run-all --variants v2_balanced --seeds 2" in str(err.value)
+
+
+def test_a_missing_extra_run_suggests_checking_the_path_and_running_it(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_run(tmp_path / "runs" / "v2_lr1e-4")
+    assert "no run at" in str(err.value) and "--name v2_lr1e-4" in str(err.value) and "run-all" not in str(err.value)
+    (tmp_path / "runs" / "v2_lr1e-4").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="is not a complete run .* --name v2_lr1e-4"):
+        load_run(tmp_path / "runs" / "v2_lr1e-4")
+
+
+def test_a_runs_folder_that_cannot_be_written_gives_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, err = cli(capsys, "run", V2, *SMOKE, "--runs-dir", str(blocker / "runs"))
+    assert code == 1 and err.count("\n") == 1 and "choose a writable --runs-dir" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_runs_folder_gives_one_line(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runs.chmod(0o555)
+    try:
+        code, err = cli(capsys, "run", V2, *SMOKE, "--runs-dir", str(runs))
+    finally:
+        runs.chmod(0o755)
+    assert code == 1 and err.count("\n") == 1 and "Permission denied" in err and "writable --runs-dir" in err
