@@ -212,3 +212,53 @@ def confusion_grid(panels: dict[str, dict], ncols: int = 2):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def validation_curves(groups: dict[str, list[dict]], target: float | None = None):
+    """Greedy accuracy on the validation hands at the steps where it was measured: thin lines are seeds,
+    thick the mean over seeds; a dotted line at chance and, if given, a dashed one at the target."""
+    fig, ax = plt.subplots(figsize=(8.5, 3.9))
+    for key, runs in groups.items():
+        logs = [r["log"].dropna(subset=["val_accuracy"]) for r in runs if "val_accuracy" in r["log"]]
+        if not logs:
+            continue
+        for log in logs:
+            ax.plot(log["step"], log["val_accuracy"], color=color(key), linewidth=0.7, alpha=0.45)
+        mean = pd.concat([log.set_index("step")["val_accuracy"] for log in logs], axis=1).mean(axis=1)
+        ax.plot(
+            mean.index,
+            mean.values,
+            color=color(key),
+            linewidth=2,
+            marker="o",
+            markersize=3,
+            label=f"{name(key)} (mean of {len(logs)} seeds)",
+        )
+    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1, label="chance (1/8)")
+    if target is not None:
+        ax.axhline(target, color="black", linestyle="--", linewidth=0.8, label=f"target {target:g}")
+    ax.set(
+        xlabel="training step",
+        ylabel="validation accuracy",
+        ylim=(0, 1),
+        title="Greedy accuracy on the validation hands",
+    )
+    legend_below(fig, ax, ncol=3)
+    return fig
+
+
+def lost_prompts(groups: dict[str, list[dict]], shares: dict[str, list[pd.Series]], window: int = 25):
+    """Left: the share of each step's prompts whose gold label has probability below 0.01. Right: the share of
+    each objective's total weight c(p) that falls on those prompts (`shares`, one series per seed)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.9))
+    for key, runs in groups.items():
+        seed_curves(axes[0], runs, "frac_gold_prob_low", window, key)
+        curves = pd.DataFrame({i: s.rolling(window, min_periods=1).mean() for i, s in enumerate(shares[key])})
+        steps = runs[0]["log"]["step"]
+        axes[1].plot(steps, curves.mean(axis=1), color=color(key), linewidth=2)
+        for i in curves:
+            axes[1].plot(steps, curves[i], color=color(key), linewidth=0.7, alpha=0.45)
+    axes[0].set(title=f"prompts with p(gold) < 0.01 ({window}-step mean)", xlabel="training step", ylim=(0, 1))
+    axes[1].set(title=f"share of the update's weight on them ({window}-step mean)", xlabel="training step", ylim=(0, 1))
+    legend_below(fig, axes[0], ncol=3)
+    return fig

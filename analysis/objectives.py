@@ -4,7 +4,6 @@ and how long each objective takes to reach an accuracy."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
@@ -12,53 +11,17 @@ from pokerlib.metrics import LOW_GOLD_PROB
 from pokerlib.objectives import objective_weight
 from pokerlib.oracle import LABEL_WEIGHTS, LABELS
 
-from .runs import load_seeds, mean_ci
 
-
-def search_settings(runs_dir: str | Path) -> list[str]:
-    """The settings of the search in `runs_dir/search/`, in name order."""
-    folder = Path(runs_dir) / "search"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no search in {folder}: run `python scripts/search.py --runs-dir {runs_dir}`")
-    return sorted(p.name for p in folder.iterdir() if p.is_dir())
-
-
-def search_table(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per search setting: validation accuracy and reward, mean and 95% half-width over seeds.
-
-    Search runs score the validation hands (`final_eval: validation`); a run that scored the test hands
-    is refused, so the choice of setting can never have read them.
-    """
-    rows = []
-    for setting in search_settings(runs_dir):
-        seeds = load_seeds(runs_dir, f"search/{setting}")
-        for run in seeds:
-            if run["eval"].get("split") != "validation":
-                raise ValueError(f"{run['folder']}: a search run must score the validation hands, not the test")
-        acc = mean_ci([r["eval"]["finetuned"]["accuracy"] for r in seeds])
-        reward = mean_ci([r["eval"]["finetuned"]["mean_reward"] for r in seeds])
-        params = seeds[0]["params"]
-        rows.append(
-            {
-                "setting": setting,
-                "advantage": params.get("advantage", "grpo"),
-                "steps": params["num_steps"],
-                "seeds": len(seeds),
-                "validation accuracy": acc[0],
-                "accuracy ±": acc[1],
-                "validation reward": reward[0],
-                "reward ±": reward[1],
-            }
-        )
-    return pd.DataFrame(rows).sort_values("validation accuracy", ascending=False, ignore_index=True)
-
-
-def best_of(table: pd.DataFrame, advantages: tuple[str, ...]) -> str:
-    """The setting with the highest mean validation accuracy among those using one of `advantages`."""
-    rows = table[table["advantage"].isin(advantages)]
-    if rows.empty:
+def best_of(search_runs: dict[str, list[dict]], advantages: tuple[str, ...]) -> str:
+    """The search setting with the highest mean validation accuracy among those using one of `advantages`."""
+    means = {
+        key: sum(r["eval"]["finetuned"]["accuracy"] for r in runs) / len(runs)
+        for key, runs in search_runs.items()
+        if runs[0]["params"].get("advantage", "grpo") in advantages
+    }
+    if not means:
         raise ValueError(f"the search has no setting with advantage in {advantages}")
-    return rows.sort_values("validation accuracy", ascending=False).iloc[0]["setting"]
+    return max(means, key=means.get)
 
 
 def gold_probs(log: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pokerlib import LABELS
 
 from .formatting import ci, num
+from .objectives import best_of, weight_on_lost_prompts
 from .runs import mean_ci, mutual_information_bits
 from .variants import GRPO_BEST, ORIGINAL_VARIANTS, REWARD_ONLY_BEST, SFT, name
 
@@ -58,7 +59,9 @@ def summary(groups: dict[str, list[dict]]) -> str:
         )
     if "reward-only accuracy" in h:
         lines.append(
-            f"The best reward-only objective, *{name(REWARD_ONLY_BEST)}*, reaches **{h['reward-only accuracy']}**."
+            f"*{name(REWARD_ONLY_BEST)}*, which like GRPO sees only the rewards of its own samples but divides a "
+            f"group's centred rewards by their mean instead of their spread, reaches **{h['reward-only accuracy']}** "
+            f"({h['reward-only seeds']} seeds)."
         )
     lines += [
         "",
@@ -81,15 +84,17 @@ def reads_the_hand(runs: list[dict], floor: float) -> str:
     return "reads the hand" if mean > 2 * floor else "barely reads the hand"
 
 
-def search_ranking(table, base: str = "base") -> str:
-    """Where the base setting ranks in the search table, and which settings scored above it."""
-    order = list(table["run"])
-    above = order[: order.index(base)]
-    rank = f"The base setting ranks {order.index(base) + 1} of {len(order)} by held-out accuracy"
-    if not above:
-        return rank + "."
+def search_choice(search_runs: dict[str, list[dict]]) -> str:
+    """The search's ranking by mean validation accuracy, and the two settings it picks."""
+    means = {k: sum(r["eval"]["finetuned"]["accuracy"] for r in runs) / len(runs) for k, runs in search_runs.items()}
+    order = sorted(means, key=means.get, reverse=True)
+    ranking = ", ".join(f"`{k}` {num(means[k])}" for k in order)
+    reward_only = best_of(search_runs, ("maxrl", "rft"))
+    grpo = best_of(search_runs, ("grpo", "dr_grpo"))
     return (
-        rank + "; above it: " + ", ".join(f"`{r}` ({a})" for r, a in zip(above, table["accuracy"], strict=False)) + "."
+        f"By mean validation accuracy: {ranking}. The best objective that learns from rewards alone is "
+        f"`{reward_only}`, and the best GRPO setting `{grpo}`; those two became *{name(REWARD_ONLY_BEST)}* and "
+        f"*{name(GRPO_BEST)}* at the full budget."
     )
 
 
@@ -118,6 +123,39 @@ def peaks(runs: list[dict], window: int = 25) -> str:
     return intro + "\n\n" + "\n".join(lines)
 
 
+def lost_weight_shares(extended: dict[str, list[dict]]) -> dict[str, list]:
+    """Per variant and seed, the share of its objective's weight c(p) on prompts with p(gold) < 0.01."""
+    shares = {}
+    for key, runs in extended.items():
+        objective = "sft" if runs[0]["params"].get("objective") == "sft" else runs[0]["params"].get("advantage", "grpo")
+        shares[key] = [weight_on_lost_prompts(r["log"], objective) for r in runs]
+    return shares
+
+
+def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
+    """What the per-class logs show: how many prompts GRPO loses, and how little of its update goes to them."""
+    grpo, maxrl = extended.get(GRPO_BEST), extended.get(REWARD_ONLY_BEST)
+    if not grpo or not maxrl:
+        return ""
+    half = len(grpo[0]["log"]) // 2
+
+    def late(runs, column):
+        return ci(r["log"][column].iloc[half:].mean() for r in runs)
+
+    def late_share(key):
+        return ci(s.iloc[half:].mean() for s in shares[key])
+
+    return (
+        f"Over the second half of training, *{name(GRPO_BEST)}* had {late(grpo, 'frac_gold_prob_low')} of each "
+        f"step's prompts with p(gold) below 0.01, against {late(maxrl, 'frac_gold_prob_low')} for "
+        f"*{name(REWARD_ONLY_BEST)}*. Those prompts are the ones a policy must fix to improve, yet they received "
+        f"{late_share(GRPO_BEST)} of GRPO's update weight, where MaxRL gave its lost prompts "
+        f"{late_share(REWARD_ONLY_BEST)} of its own (mean over seeds of the per-step share, with 95% intervals). "
+        "With c(p) = √(p/(1−p)), a prompt at p = 0.01 weighs 0.1 and one at p = 0.9 weighs 3: GRPO keeps "
+        "sharpening what it already answers and abandons what it does not."
+    )
+
+
 def discussion(seeds: dict[str, list[dict]], extended: dict[str, list[dict]]) -> str:
     """What GRPO needs to learn this task and why it stops, with the numbers of the runs."""
     grpo, sft = extended.get(GRPO_BEST, []), extended.get(SFT, [])
@@ -138,12 +176,18 @@ def discussion(seeds: dict[str, list[dict]], extended: dict[str, list[dict]]) ->
             f" Supervised fine-tuning on the same hands and batches, told the answer instead of a 0-or-weight "
             f"reward, reaches {ci(accuracies(sft))}."
         )
+    maxrl = extended.get(REWARD_ONLY_BEST, [])
+    if maxrl:
+        text += (
+            f" *{name(REWARD_ONLY_BEST)}*, which reads only the rewards of its own samples as GRPO does, reaches "
+            f"{ci(accuracies(maxrl))}."
+        )
     text += (
         "\n\n**Why GRPO falls behind.** GRPO only learns from groups whose rewards differ, and by @fig-weights "
         "its expected push on a prompt shrinks with the probability of the gold label. A hand the policy "
         "answers wrongly with confidence produces groups of equal zero rewards and almost no gradient; a hand "
-        "it answers rightly keeps being sharpened. @fig-dynamics shows the label entropy falling and the share "
-        "of groups without signal rising. Supervised learning has no such trap: its push on the gold label "
-        "never vanishes until the answer is right."
+        "it answers rightly keeps being sharpened (@fig-lost, @fig-dynamics). MaxRL divides a group's centred "
+        "rewards by their mean instead of their spread, which makes its expected update the supervised one "
+        "whenever a sample succeeds: it keeps pushing on the hands it gets wrong, as supervised learning does."
     )
     return text

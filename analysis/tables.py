@@ -10,6 +10,7 @@ import yaml
 
 from pokerlib import LABELS
 
+from . import objectives
 from .formatting import ci, num
 from .runs import (
     ORIGINAL,
@@ -140,19 +141,26 @@ def differences(runs: dict[str, dict], exclude: tuple[str, ...] = ("seed",)) -> 
 
 
 def search(search_runs: dict[str, list[dict]], spec_file: Path) -> pd.DataFrame:
-    """The search settings, best mean held-out accuracy first: what each changed, and its training signal."""
+    """The search settings, best mean validation accuracy first: what each changed, and its training signal.
+
+    Search runs score the validation hands; a run that scored the test hands is refused, so the choice of
+    setting never read them."""
     spec = yaml.safe_load(Path(spec_file).read_text())
     rows = []
     for key, runs in search_runs.items():
+        for run in runs:
+            if run["eval"].get("split") != "validation":
+                raise ValueError(f"{run['folder']}: a search run must score the validation hands, not the test hands")
         evs = [r["eval"]["finetuned"] for r in runs]
-        changed = {**spec.get("budget", {}), **(spec["runs"].get(key) or {})}
+        changed = {**spec.get("budget", {}), **(spec["settings"].get(key) or {})}
+        changed.pop("final_eval", None)
         rows.append(
             {
-                "run": key,
+                "setting": key,
                 "seeds": len(runs),
-                "changed from the base setting": ", ".join(f"{k}={v}" for k, v in changed.items()),
-                "accuracy": ci(e["accuracy"] for e in evs),
-                "mean reward": ci(e["mean_reward"] for e in evs),
+                "changed from the base": ", ".join(f"{k}={v}" for k, v in changed.items()),
+                "validation accuracy": ci(e["accuracy"] for e in evs),
+                "validation reward": ci(e["mean_reward"] for e in evs),
                 "I(gold; answer), bits": ci((mutual_information_bits(e["confusion"]) for e in evs), 2),
                 "zero-std groups": ci(r["log"]["frac_reward_zero_std"].mean() for r in runs),
                 "train min": train_minutes_range(runs),
@@ -177,3 +185,23 @@ def answers(groups: dict[str, list[dict]]) -> pd.DataFrame:
     frame = pd.DataFrame(columns, index=index)
     frame = frame[(frame != "0 (0 right)").any(axis=1)]
     return frame.rename_axis("answer").reset_index()
+
+
+def time_to_accuracy(groups: dict[str, list[dict]], target: float) -> pd.DataFrame:
+    """Per variant, the training time until validation accuracy first reached `target` (or the best reached),
+    mean over seeds: training seconds summed over steps, evaluation excluded, under the runs' own threads."""
+    rows = []
+    for key, runs in groups.items():
+        results = [objectives.time_to_accuracy(r["log"], target) for r in runs]
+        reached = [step for _, _, step in results if step is not None]
+        rows.append(
+            {
+                "variant": name(key),
+                "seeds reaching it": f"{len(reached)} of {len(runs)}",
+                "training minutes until then (or until the best)": ci(sec / 60 for sec, _, _ in results),
+                "validation accuracy then": ci(acc for _, acc, _ in results),
+                "steps": ", ".join(str(step) if step is not None else "–" for _, _, step in results),
+                "torch threads": ", ".join(sorted({str(r["env"]["torch_threads"]) for r in runs})),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -11,20 +11,21 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "v1_buggy_reward": ("v1 buggy reward", "#999999"),
     "v2_balanced": ("v2 balanced", "#E69F00"),
     "v3_balanced_kl": ("v3 balanced + KL", "#CC79A7"),
-    "v4_extended": ("v4 GRPO", "#0072B2"),
+    "v4_grpo": ("v4 GRPO", "#0072B2"),
+    "v4_maxrl": ("v4 MaxRL", "#56B4E9"),
     "v4_sft": ("v4 SFT yardstick", "#009E73"),
 }
 ORIGINAL_VARIANTS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl")  # the original's budgets
-EXTENDED_VARIANTS = ("v4_extended", "v4_sft")  # beyond the original: the larger budget
-GRPO_BEST = "v4_extended"  # the best GRPO setting
-REWARD_ONLY_BEST: str | None = None  # the best reward-only objective, when there are runs of it
+EXTENDED_VARIANTS = ("v4_grpo", "v4_maxrl", "v4_sft")  # beyond the original: the v4 budget
+GRPO_BEST = "v4_grpo"  # the best GRPO setting (chosen by the search, on validation hands)
+REWARD_ONLY_BEST: str | None = "v4_maxrl"  # the best objective that learns from rewards alone
 SFT = "v4_sft"  # the supervised yardstick
-SEARCH_BASE_PARAMS = "params/v4_extended.yaml"  # what the search entries override
+SEARCH_BASE_PARAMS = "params/v4_budget.yaml"  # what the search entries override
 
 NAMES = {key: name for key, (name, _) in VARIANTS.items()}
 COLORS = {key: colour for key, (_, colour) in VARIANTS.items()}
 # c(p) curves of the objectives (no runs needed): one colour per objective.
-OBJECTIVE_COLORS = {"grpo": "#0072B2", "dr_grpo": "#D55E00", "maxrl": "#56B4E9", "sft": "#009E73"}
+OBJECTIVE_COLORS = {"grpo": "#0072B2", "dr_grpo": "#D55E00", "maxrl": "#56B4E9", "rft": "#882255", "sft": "#009E73"}
 
 
 def name(key: str) -> str:
