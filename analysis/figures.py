@@ -252,6 +252,9 @@ def lost_prompts(groups: dict[str, list[dict]], shares: dict[str, list[pd.Series
     each objective's total weight c(p) that falls on those prompts (`shares`, one series per seed)."""
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.9))
     for key, runs in groups.items():
+        runs = [r for r in runs if "frac_gold_prob_low" in r["log"]]  # runs of earlier versions lack the column
+        if not runs:
+            continue
         seed_curves(axes[0], runs, "frac_gold_prob_low", window, key)
         curves = pd.DataFrame({i: s.rolling(window, min_periods=1).mean() for i, s in enumerate(shares[key])})
         steps = runs[0]["log"]["step"]

@@ -12,6 +12,11 @@ from pokerlib.objectives import objective_weight
 from pokerlib.oracle import LABEL_WEIGHTS, LABELS
 
 
+def logging(runs: list[dict], column: str) -> list[dict]:
+    """The runs whose training log has `column`: runs of an earlier library version lack the newer columns."""
+    return [r for r in runs if column in r["log"]]
+
+
 def best_of(search_runs: dict[str, list[dict]], advantages: tuple[str, ...]) -> str:
     """The search setting with the highest mean validation accuracy among those using one of `advantages`."""
     means = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pokerlib import LABELS
 
 from .formatting import ci, num
-from .objectives import best_of, weight_on_lost_prompts
+from .objectives import best_of, logging, weight_on_lost_prompts
 from .runs import mean_ci, mutual_information_bits
 from .variants import GRPO_BEST, ORIGINAL_VARIANTS, REWARD_ONLY_BEST, SFT, name
 
@@ -123,18 +123,24 @@ def peaks(runs: list[dict], window: int = 25) -> str:
     return intro + "\n\n" + "\n".join(lines)
 
 
+def seed_count(runs: list[dict]) -> str:
+    """`1 seed` or `N seeds`."""
+    return f"{len(runs)} seed" + ("s" if len(runs) != 1 else "")
+
+
 def lost_weight_shares(extended: dict[str, list[dict]]) -> dict[str, list]:
     """Per variant and seed, the share of its objective's weight c(p) on prompts with p(gold) < 0.01."""
     shares = {}
     for key, runs in extended.items():
         objective = "sft" if runs[0]["params"].get("objective") == "sft" else runs[0]["params"].get("advantage", "grpo")
-        shares[key] = [weight_on_lost_prompts(r["log"], objective) for r in runs]
+        shares[key] = [weight_on_lost_prompts(r["log"], objective) for r in logging(runs, "frac_gold_prob_low")]
     return shares
 
 
 def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
     """What the per-class logs show: how many prompts GRPO loses, and how little of its update goes to them."""
-    grpo, maxrl = extended.get(GRPO_BEST), extended.get(REWARD_ONLY_BEST)
+    grpo = logging(extended.get(GRPO_BEST, []), "frac_gold_prob_low")
+    maxrl = logging(extended.get(REWARD_ONLY_BEST, []), "frac_gold_prob_low")
     if not grpo or not maxrl:
         return ""
     half = len(grpo[0]["log"]) // 2
@@ -150,7 +156,8 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
         f"step's prompts with p(gold) below 0.01, against {late(maxrl, 'frac_gold_prob_low')} for "
         f"*{name(REWARD_ONLY_BEST)}*. Those prompts are the ones a policy must fix to improve, yet they received "
         f"{late_share(GRPO_BEST)} of GRPO's update weight, where MaxRL gave its lost prompts "
-        f"{late_share(REWARD_ONLY_BEST)} of its own (mean over seeds of the per-step share, with 95% intervals). "
+        f"{late_share(REWARD_ONLY_BEST)} of its own (mean over {seed_count(grpo)} and {seed_count(maxrl)} of the "
+        "per-step share, with 95% intervals where there are several seeds). "
         "With c(p) = √(p/(1−p)), a prompt at p = 0.01 weighs 0.1 and one at p = 0.9 weighs 3: GRPO keeps "
         "sharpening what it already answers and abandons what it does not."
     )

@@ -192,6 +192,9 @@ def time_to_accuracy(groups: dict[str, list[dict]], target: float) -> pd.DataFra
     mean over seeds: training seconds summed over steps, evaluation excluded, under the runs' own threads."""
     rows = []
     for key, runs in groups.items():
+        runs = objectives.logging(runs, "val_accuracy")
+        if not runs:
+            continue
         results = [objectives.time_to_accuracy(r["log"], target) for r in runs]
         reached = [step for _, _, step in results if step is not None]
         rows.append(

@@ -5,15 +5,17 @@ import math
 import pandas as pd
 import pytest
 
+from analysis import tables
 from analysis.objectives import (
     best_of,
     c_of_p_curves,
-    search_table,
     share_lost,
     time_to_accuracy,
     weight_on_lost_prompts,
 )
+from analysis.runs import load_seeds
 from pokerlib.oracle import LABELS
+from pokerlib.tools.runner import ROOT
 
 
 def log_with_gold_probs(rows: list[dict[str, float]]) -> pd.DataFrame:
@@ -72,10 +74,20 @@ def test_c_of_p_curves_cross_where_grpo_equals_supervised():
 
 
 def test_search_table_on_the_smoke_search(smoke_runs):
-    table = search_table(smoke_runs)
+    search = {key: load_seeds(smoke_runs / "search", key) for key in ("grpo", "maxrl")}
+    table = tables.search(search, ROOT / "params" / "search.yaml")
     assert set(table["setting"]) == {"grpo", "maxrl"}
-    assert (table["seeds"] == 3).all()
-    assert table["validation accuracy"].between(0, 1).all()
-    assert best_of(table, ("maxrl", "rft")) == "maxrl"
+    assert all(len(runs) == 3 for runs in search.values())
+    means = {k: sum(r["eval"]["finetuned"]["accuracy"] for r in runs) / 3 for k, runs in search.items()}
+    assert list(table["setting"]) == sorted(means, key=means.get, reverse=True)
+    assert best_of(search, ("maxrl", "rft")) == "maxrl"
+    assert best_of(search, ("grpo", "dr_grpo")) == "grpo"
     with pytest.raises(ValueError, match="no setting"):
-        best_of(table, ("rft",))
+        best_of(search, ("rft",))
+
+
+def test_a_search_run_that_scored_the_test_hands_is_refused(smoke_runs):
+    search = {"grpo": load_seeds(smoke_runs / "search", "grpo")}
+    search["grpo"][0]["eval"]["split"] = "test"
+    with pytest.raises(ValueError, match="validation hands"):
+        tables.search(search, ROOT / "params" / "search.yaml")

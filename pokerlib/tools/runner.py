@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -287,6 +288,22 @@ def environment(wall_seconds: float, notebook_env: dict) -> dict:
     }
 
 
+@contextlib.contextmanager
+def ipc_kernel():
+    """A kernel manager talking over local IPC sockets, not TCP ports (nothing to warn about encryption);
+    the kernel is stopped on the way out, since papermill does not stop a kernel it was handed."""
+    from jupyter_client.manager import KernelManager
+
+    sockets = Path(tempfile.mkdtemp(prefix="pokerlib-kernel-"))
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+    try:
+        yield km
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
 def run_variant(
     cfg: RunConfig,
     name: str,
@@ -352,15 +369,17 @@ def _execute(cfg: RunConfig, name: str, folder: Path, params: dict, version: str
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     start = time.time()
     try:
-        papermill.execute_notebook(
-            str(NOTEBOOK),
-            str(folder / "grpo_poker.ipynb"),
-            parameters={**params, "out_dir": str(folder.resolve())},
-            kernel_name="python3",
-            cwd=str(ROOT if (ROOT / "notebooks").is_dir() else Path.cwd()),
-            progress_bar=False,
-            log_output=True,
-        )
+        with ipc_kernel() as km:
+            papermill.execute_notebook(
+                str(NOTEBOOK),
+                str(folder / "grpo_poker.ipynb"),
+                parameters={**params, "out_dir": str(folder.resolve())},
+                kernel_name="python3",
+                cwd=str(ROOT if (ROOT / "notebooks").is_dir() else Path.cwd()),
+                progress_bar=False,
+                log_output=True,
+                km=km,
+            )
     except Exception as err:  # papermill raises PapermillExecutionError with the cell's traceback
         raise RunError(f"run {name} failed; the executed notebook is in {folder}: {err}") from err
     notebook_env = json.loads((folder / "notebook_env.json").read_text())
