@@ -11,6 +11,8 @@ from pokerlib.metrics import LOW_GOLD_PROB
 from pokerlib.objectives import objective_weight
 from pokerlib.oracle import LABEL_WEIGHTS, LABELS
 
+TARGET_ACCURACY = 0.85  # the accuracy a reward-only objective should reach, for time-to-accuracy
+
 
 def logging(runs: list[dict], column: str) -> list[dict]:
     """The runs whose training log has `column`: runs of an earlier library version lack the newer columns."""

@@ -29,6 +29,7 @@ from analysis import (  # noqa: E402  # noqa: E402
 )
 from analysis.figures import validation_curves  # noqa: E402
 from analysis.formatting import ci  # noqa: E402
+from analysis.objectives import TARGET_ACCURACY  # noqa: E402
 from analysis.variants import EXTENDED_VARIANTS, GRPO_BEST, ORIGINAL_VARIANTS, REWARD_ONLY_BEST, SFT  # noqa: E402
 
 ROWS = (*ORIGINAL_VARIANTS, *EXTENDED_VARIANTS)
@@ -95,7 +96,7 @@ def findings(runs_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def time_table(runs_dir: Path, target: float = 0.85) -> str:
+def time_table(runs_dir: Path, target: float = TARGET_ACCURACY) -> str:
     """Training time until validation accuracy first reaches `target`, as a markdown table."""
     groups = {key: load_seeds(runs_dir, key) for key in EXTENDED_VARIANTS}
     frame = tables.time_to_accuracy(groups, target)
@@ -106,7 +107,7 @@ def time_table(runs_dir: Path, target: float = 0.85) -> str:
 def accuracy_figure(runs_dir: Path, out: Path) -> None:
     """Validation accuracy during training of the v4-budget runs, in the report's colours (thin lines: seeds)."""
     groups = {key: load_seeds(runs_dir, key) for key in EXTENDED_VARIANTS}
-    fig = validation_curves(groups, target=0.85)
+    fig = validation_curves(groups, target=TARGET_ACCURACY)
     fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
 
