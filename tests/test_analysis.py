@@ -106,12 +106,3 @@ def test_objective_weight_figure_draws_the_library_curves():
     p, c = grpo.get_xdata()[100], grpo.get_ydata()[100]
     assert c == pytest.approx(objective_weight(p, "grpo")) == pytest.approx(math.sqrt(p / (1 - p)))
     assert set(lines["SFT: 1"].get_ydata()) == {1.0}
-
-
-def test_search_ranking_names_the_settings_above_the_base():
-    from analysis.story import search_ranking
-
-    table = pd.DataFrame({"run": ["g16", "kl", "base", "x"], "accuracy": ["0.500", "0.400", "0.300", "0.100"]})
-    text = search_ranking(table)
-    assert text.startswith("The base setting ranks 3 of 4") and "`g16` (0.500), `kl` (0.400)" in text
-    assert search_ranking(table.iloc[2:]) == "The base setting ranks 1 of 2 by held-out accuracy."

@@ -15,7 +15,8 @@ import yaml
 from conftest import run_cli
 
 from pokerlib import LABELS
-from pokerlib.tools.runner import MARKER, ROOT, VARIANTS
+from pokerlib.config import RunConfig
+from pokerlib.tools.runner import MARKER, ROOT, VARIANTS, resolve_config
 
 SMOKE = ["--overrides", "params/smoke.yaml"]
 
@@ -52,8 +53,9 @@ def test_missing_params_file(tmp_path):
     assert proc.returncode == 1 and "params file not found" in proc.stderr
 
 
-def test_params_files_match_spec_variants():
-    v1, v2, v3 = (yaml.safe_load((ROOT / "params" / f"{v}.yaml").read_text()) for v in VARIANTS)
+def test_params_files_resolve_to_the_original_variants():
+    """The three variants, as their params files resolve over RunConfig's defaults (and a base file)."""
+    v1, v2, v3 = (resolve_config(ROOT / "params" / f"{v}.yaml").to_dict() for v in VARIANTS)
     shared = dict(
         num_steps=100,
         batch_size=4,
@@ -63,6 +65,7 @@ def test_params_files_match_spec_variants():
         dtype="float32",
         class_weights=True,
         model="bundled",
+        logprob_space="full",
     )
     for params in (v1, v2, v3):
         assert shared.items() <= params.items()
@@ -81,6 +84,37 @@ def test_params_files_match_spec_variants():
         0.1,
         "reward",
     )
+    assert v3 == {**v2, "beta": 0.1, "kl_mode": "reward"}  # v3 is v2 plus the KL term, through `base:`
+
+
+def test_params_files_state_only_what_differs_from_the_defaults():
+    defaults = RunConfig().to_dict()
+    for path in sorted((ROOT / "params").glob("*.yaml")):
+        if path.name in ("search.yaml", "v2_balanced.yaml"):  # v2 restates its defining defaults on purpose
+            continue
+        values = yaml.safe_load(path.read_text())
+        restated = {k for k, v in values.items() if k != "base" and defaults.get(k) == v and k != "advantage"}
+        assert not restated, f"{path.name} restates defaults: {sorted(restated)}"
+
+
+def test_a_base_file_is_extended_and_a_cycle_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\nbeta: 0.2\n")
+    (tmp_path / "b.yaml").write_text("learning_rate: 0.001\nbeta: 0.1\n")
+    cfg = resolve_config(tmp_path / "a.yaml")
+    assert (cfg.beta, cfg.learning_rate) == (0.2, 0.001)
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        resolve_config(tmp_path / "a.yaml")
+
+
+def test_the_parameters_cell_lists_every_config_field_with_its_default():
+    """papermill reads every line of the notebook's parameters cell: exactly RunConfig's fields and defaults."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(ROOT / "notebooks" / "grpo_poker.ipynb"))
+    expected = {k: repr(v) for k, v in RunConfig().to_dict().items()}
+    assert {k: p["default"] for k, p in found.items() if k != "out_dir"} == expected
+    assert list(found)[-1] == "out_dir"
 
 
 def test_run_all_writes_every_artifact(smoke_runs):
