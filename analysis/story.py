@@ -29,7 +29,7 @@ def headline(groups: dict[str, list[dict]]) -> dict[str, str]:
     for role, key in (("GRPO", GRPO_BEST), ("reward-only", REWARD_ONLY_BEST), ("SFT", SFT)):
         if key in groups:
             numbers[f"{role} accuracy"] = ci(accuracies(groups[key]))
-            numbers[f"{role} seeds"] = str(len(groups[key]))
+            numbers[f"{role} seeds"] = seed_count(groups[key])
     return numbers
 
 
@@ -54,14 +54,14 @@ def summary(groups: dict[str, list[dict]]) -> str:
         gap = "below" if mean_ci(accuracies(groups[GRPO_BEST]))[0] < mean_ci(accuracies(groups[SFT]))[0] else "above"
         lines.append(
             f"With a larger budget *{name(GRPO_BEST)}* reaches **{h['GRPO accuracy']}** "
-            f"({h['GRPO seeds']} seeds), {gap} the supervised yardstick *{name(SFT)}* at **{h['SFT accuracy']}** "
-            f"({h['SFT seeds']} seeds) on the same hands and steps."
+            f"({h['GRPO seeds']}), {gap} the supervised yardstick *{name(SFT)}* at **{h['SFT accuracy']}** "
+            f"({h['SFT seeds']}) on the same hands and steps."
         )
     if "reward-only accuracy" in h:
         lines.append(
             f"*{name(REWARD_ONLY_BEST)}*, which like GRPO sees only the rewards of its own samples but divides a "
             f"group's centred rewards by their mean instead of their spread, reaches **{h['reward-only accuracy']}** "
-            f"({h['reward-only seeds']} seeds)."
+            f"({h['reward-only seeds']})."
         )
     lines += [
         "",
@@ -82,6 +82,17 @@ def reads_the_hand(runs: list[dict], floor: float) -> str:
     """A verdict from mutual information: clearly above the shuffled-answer floor or not."""
     mean = mean_ci([mutual_information_bits(r["eval"]["finetuned"]["confusion"]) for r in runs])[0]
     return "reads the hand" if mean > 2 * floor else "barely reads the hand"
+
+
+def search_budget(search_runs: dict[str, list[dict]], final: list[dict]) -> str:
+    """How the search ran: seeds per setting and its budget against the final runs'."""
+    runs = [r for group in search_runs.values() for r in group]
+    seeds = sorted({len(group) for group in search_runs.values()})
+    steps, full = runs[0]["params"]["num_steps"], final[0]["params"]["num_steps"]
+    return (
+        f"The search ran each of its {len(search_runs)} settings with {' or '.join(map(str, seeds))} seeds for "
+        f"{steps} steps, against {full} for the final runs (@sec-search):"
+    )
 
 
 def search_choice(search_runs: dict[str, list[dict]]) -> str:

@@ -8,18 +8,23 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .data import DATASETS
+from .labels import DECODING_MODES
+from .logprobs import LOGPROB_SPACES
+from .model import DTYPES
 from .objectives import ADVANTAGES
 from .oracle import EXPECTED_COUNTS
+from .rewards import REWARD_MODES
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": ("uniform", "balanced"),
-    "decoding": ("constrained", "positional", "free"),
-    "reward": ("strict", "buggy"),
+CHOICES: dict[str, tuple[str, ...]] = {  # each list is defined once, where its values are used
+    "dataset": DATASETS,
+    "decoding": DECODING_MODES,
+    "reward": REWARD_MODES,
     "kl_mode": ("reward", "loss"),
     "scale_rewards": ("group", "none"),
-    "logprob_space": ("full", "constrained"),
+    "logprob_space": LOGPROB_SPACES,
     "batch_sampling": ("random", "stratified"),
-    "dtype": ("float32", "bfloat16"),
+    "dtype": tuple(DTYPES),
     "objective": ("grpo", "sft"),
     "advantage": ADVANTAGES,
     "expectation": ("sampled", "exact"),
