@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
+from pokerlib.config import RunConfig
 from pokerlib.tools.runner import MARKER, NOTEBOOK, ROOT
 from pokerlib.tools.sweep import available_cores, threads_per_run
 
@@ -154,3 +155,36 @@ def test_max_parameter_change_on_disk_matches_the_frozen_copy(tiny, tmp_path, on
             (p - r).abs().max().item() for p, r in zip(policy.parameters(), reference.parameters(), strict=True)
         )
         assert expected > 0 and max_parameter_change(policy, source) == expected
+
+
+def test_params_prints_a_file_resolved_over_its_base_for_papermill(tmp_path):
+    proc = run_cli("params", "params/v4_maxrl.yaml", "--set", "seed=2")
+    values = yaml.safe_load(proc.stdout)
+    assert (values["advantage"], values["num_steps"], values["batch_size"], values["seed"]) == ("maxrl", 400, 8, 2)
+    assert "base" not in values and set(values) == set(RunConfig().to_dict())
+    assert run_cli("params", "params/nope.yaml", check=False).returncode == 1
+
+
+def test_the_notebook_runs_top_to_bottom_on_its_defaults_with_the_tiny_model(tmp_path):
+    """What `make lab` opens: the notebook's own defaults (the original's version 2), only the model swapped."""
+    out = tmp_path / "defaults"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(NOTEBOOK),
+        str(tmp_path / "out.ipynb"),
+        "-p",
+        "model",
+        "tiny",
+        "-p",
+        "out_dir",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Passed unknown parameter" not in proc.stderr  # papermill parsed every line of the parameters cell
+    log = pd.read_csv(out / "train_log.csv")
+    assert len(log) == RunConfig().num_steps and log["val_accuracy"].notna().sum() == 1
+    assert json.loads((out / "eval.json").read_text())["finetuned"]["n"] == 8 * RunConfig().n_per_class_eval

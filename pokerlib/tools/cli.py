@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_trl.add_argument("--model", default="bundled")
     bench_trl.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
     bench_trl.add_argument("--out", help="also write the row as JSON here, e.g. results/bench_trl.json")
+    show = sub.add_parser("params", help="print a params file resolved over its base and the defaults, as YAML")
+    show.add_argument("params", help="a params file, e.g. params/v4_maxrl.yaml")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     render = sub.add_parser("render", help="render report.qmd to HTML offline (no Quarto needed)")
     render.add_argument("qmd", nargs="?", default="report.qmd")
     render.add_argument(
@@ -88,6 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     render.add_argument("-o", "--output", help="HTML file (default: _output/<name>.html)")
     args = parser.parse_args(argv)
+
+    if args.command == "params":  # every key, so papermill (which knows no `base:`) can take the file
+        import yaml
+
+        from .runner import parse_overrides, resolve_config
+
+        try:
+            cfg = resolve_config(args.params, parse_overrides(args.overrides))
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
 
     if args.command == "render":
         from nbclient.exceptions import CellExecutionError
