@@ -201,8 +201,8 @@ def time_to_accuracy(groups: dict[str, list[dict]], target: float) -> pd.DataFra
             {
                 "variant": name(key),
                 "seeds reaching it": f"{len(reached)} of {len(runs)}",
-                "training minutes until then (or until the best)": ci(sec / 60 for sec, _, _ in results),
-                "validation accuracy then": ci(acc for _, acc, _ in results),
+                "training minutes until then (or until the best)": ", ".join(num(sec / 60, 1) for sec, _, _ in results),
+                "validation accuracy then": ", ".join(num(acc) for _, acc, _ in results),
                 "steps": ", ".join(str(step) if step is not None else "–" for _, _, step in results),
                 "torch threads": ", ".join(sorted({str(r["env"]["torch_threads"]) for r in runs})),
             }

@@ -83,16 +83,20 @@ def findings(runs_dir: Path) -> str:
     search = {p.name: load_seeds(p.parent, p.name) for p in sorted((runs_dir / "search").glob("*/"))}
     extended = {key: groups[key] for key in EXTENDED_VARIANTS}
     shares = story.lost_weight_shares(extended)
+    budget = groups[REWARD_ONLY_BEST][0]["params"]
     lines = [
         f"- **At the original's budget nothing learns the task.** v2 ends at {acc['v2_balanced']} held-out "
         f"accuracy and v3 at {acc['v3_balanced_kl']} (chance 0.125): one or two labels for every hand. v1 never "
         "updates: its reward read `high card` from the prompt.",
-        f"- **At the v4 budget** (400 steps of 8 hands, 3,200 training hands), on the 400 held-out test hands: "
-        f"{NAMES[GRPO_BEST]} {acc[GRPO_BEST]}, {NAMES[REWARD_ONLY_BEST]} {acc[REWARD_ONLY_BEST]}, "
-        f"{NAMES[SFT]} {acc[SFT]} (mean ± 95% interval over {len(groups[SFT])} seeds).",
-        "- **Why GRPO falls behind:** " + story.mechanism(extended, shares).replace("*", ""),
+        f"- **At the v4 budget** ({budget['num_steps']} steps of {budget['batch_size']} hands), on the "
+        f"{groups[SFT][0]['eval']['finetuned']['n']} held-out test hands (mean ± 95% interval over seeds): "
+        + ", ".join(f"{NAMES[k]} {acc[k]} ({story.seed_count(groups[k])})" for k in (GRPO_BEST, REWARD_ONLY_BEST, SFT))
+        + ".",
         "- **Chosen on validation hands, not the test hands:** " + story.search_choice(search).replace("*", ""),
     ]
+    mechanism = story.mechanism(extended, shares).replace("*", "")
+    if mechanism:
+        lines.insert(2, "- **Why GRPO falls behind:** " + mechanism)
     return "\n".join(lines) + "\n"
 
 
@@ -112,6 +116,26 @@ def accuracy_figure(runs_dir: Path, out: Path) -> None:
     plt.close(fig)
 
 
+def memory(runs_dir: Path) -> str:
+    """Peak RSS of training with the frozen reference in memory (earlier runs) and without it (this version,
+    beta 0), read from each run's env.json."""
+
+    def peaks(runs: list[dict]) -> str:
+        values = sorted(r["env"]["peak_rss_gb"] for r in runs)
+        return f"{values[0]:.2f}" + (f"–{values[-1]:.2f}" if values[-1] != values[0] else "") + " GB"
+
+    with_ref = {key: [r for r in load_seeds(runs_dir, key) if "val_accuracy" not in r["log"]] for key in ROWS}
+    v2_now = load_seeds(runs_dir, "memory/v2_balanced_10_steps") if (runs_dir / "memory").is_dir() else []
+    v4_now = [r for key in EXTENDED_VARIANTS for r in load_seeds(runs_dir, key) if "val_accuracy" in r["log"]]
+    v4_before = [r for key in (GRPO_BEST, SFT) for r in with_ref[key]]
+    return (
+        "| training process | frozen reference in memory (earlier runs) | without it (beta 0, this version) |\n"
+        "|---|---|---|\n"
+        f"| v2 balanced | {peaks(with_ref['v2_balanced'])} | {peaks(v2_now) if v2_now else '–'} (10 steps) |\n"
+        f"| v4 budget | {peaks(v4_before)} | {peaks(v4_now)} |\n"
+    )
+
+
 def blocks(runs_dir: Path) -> dict[str, str]:
     """The README's generated blocks, by the name of their `<!-- generated: NAME -->` marker."""
     return {
@@ -119,6 +143,7 @@ def blocks(runs_dir: Path) -> dict[str, str]:
         "results": results_table(runs_dir),
         "costs": run_costs(runs_dir),
         "time": time_table(runs_dir),
+        "memory": memory(runs_dir),
     }
 
 
