@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pokerlib import LABELS
+from pokerlib.metrics import LOW_GOLD_PROB
+from pokerlib.objectives import objective_weight
 
 from .formatting import ci, num
 from .objectives import best_of, logging, weight_on_lost_prompts
@@ -160,17 +162,19 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
         return ci(r["log"][column].iloc[half:].mean() for r in runs)
 
     def late_share(key):
-        return ci(s.iloc[half:].mean() for s in shares[key])
+        return ci((s.iloc[half:].mean() for s in shares[key]), 4)
 
+    low, high = LOW_GOLD_PROB, 0.9
     return (
         f"Over the second half of training, *{name(GRPO_BEST)}* had {late(grpo, 'frac_gold_prob_low')} of each "
-        f"step's prompts with p(gold) below 0.01, against {late(maxrl, 'frac_gold_prob_low')} for "
+        f"step's prompts with p(gold) below {low}, against {late(maxrl, 'frac_gold_prob_low')} for "
         f"*{name(REWARD_ONLY_BEST)}*. Those prompts are the ones a policy must fix to improve, yet they received "
         f"{late_share(GRPO_BEST)} of GRPO's update weight, where MaxRL gave its lost prompts "
         f"{late_share(REWARD_ONLY_BEST)} of its own (mean over {seed_count(grpo)} and {seed_count(maxrl)} of the "
-        "per-step share, with 95% intervals where there are several seeds). "
-        "With c(p) = √(p/(1−p)), a prompt at p = 0.01 weighs 0.1 and one at p = 0.9 weighs 3: GRPO keeps "
-        "sharpening what it already answers and abandons what it does not."
+        "per-step share, with 95% intervals where there are several seeds). With c(p) = √(p/(1−p)), a prompt at "
+        f"p = {low} weighs {objective_weight(low, 'grpo'):.2f} and one at p = {high} weighs "
+        f"{objective_weight(high, 'grpo'):.2f}: GRPO keeps sharpening what it already answers and abandons what it "
+        "does not."
     )
 
 
