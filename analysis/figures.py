@@ -232,7 +232,7 @@ def validation_curves(groups: dict[str, list[dict]], target: float | None = None
             linewidth=2,
             marker="o",
             markersize=3,
-            label=f"{name(key)} (mean of {len(logs)} seeds)",
+            label=f"{name(key)} (mean of {len(logs)} seeds)" if len(logs) > 1 else f"{name(key)} (1 seed)",
         )
     ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1, label="chance (1/8)")
     if target is not None:
