@@ -50,7 +50,7 @@ $(VENV)/.lab-installed: $(STAMP) requirements-lab.txt
 
 # Regenerates every reference run into $(RESULTS)/ with the current code: the original's three variants and
 # the v4 budget's GRPO, MaxRL and supervised yardstick, three seeds each, two runs at a time with one torch
-# thread each. Complete runs with the same parameters and code are skipped; see the README for the time.
+# thread each. Complete runs with the same parameters and code are skipped.
 reference: $(STAMP)
 	$(PY) -m pokerlib run-all --variants v1_buggy_reward v2_balanced v3_balanced_kl v4_grpo v4_maxrl v4_sft \
 		--seeds 0 1 2 --jobs 2 --runs-dir $(RESULTS)
