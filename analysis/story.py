@@ -213,3 +213,18 @@ def discussion(seeds: dict[str, list[dict]], extended: dict[str, list[dict]]) ->
         "whenever a sample succeeds: it keeps pushing on the hands it gets wrong, as supervised learning does."
     )
     return text
+
+
+def provenance(groups: dict[str, list[dict]]) -> str:
+    """Which runs a previous version of the library made: they lack the columns this version logs."""
+    old = {key: [r["params"]["seed"] for r in runs if "val_accuracy" not in r["log"]] for key, runs in groups.items()}
+    old = {key: seeds for key, seeds in old.items() if seeds}
+    if not old:
+        return "Every run shown was made with this version of the library."
+    listed = "; ".join(f"*{name(k)}* seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))}" for k, v in old.items())
+    return (
+        f"Runs made with the previous version of the library, with the same parameters: {listed}. Replaying their "
+        "first steps with this code gives bit-identical training logs (`scripts/check_unchanged.py`), and the "
+        "re-run of one of them in full matched it bit for bit. They lack the validation and per-class columns, "
+        "so the validation and lost-prompt figures show the newer runs only."
+    )
