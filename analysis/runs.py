@@ -18,7 +18,7 @@ from pokerlib.tools.runner import MARKER
 
 from .variants import NAMES  # noqa: F401  (re-exported: the display names live in variants.py)
 
-# Mean weighted held-out reward the original reported: (reference, fine-tuned). SPEC section 6.
+# Mean weighted held-out reward the original reported: (reference, fine-tuned), see docs/experiment.md.
 ORIGINAL = {"v1_buggy_reward": (0.53, 0.53), "v2_balanced": (0.00, 0.25), "v3_balanced_kl": (0.03, 0.04)}
 
 # Two-sided 95% quantiles of Student's t by degrees of freedom (n - 1 seeds); normal beyond 30.
