@@ -3,8 +3,6 @@ and how long each objective takes to reach an accuracy."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from pokerlib.metrics import LOW_GOLD_PROB
@@ -79,10 +77,3 @@ def c_of_p_curves(points: int = 199) -> pd.DataFrame:
             "dr_grpo (w = 1)": [objective_weight(p, "dr_grpo") for p in grid],
         }
     )
-
-
-def share_lost(probs: pd.DataFrame, threshold: float = LOW_GOLD_PROB) -> float:
-    """Share of (step, class) cells whose gold label has probability below `threshold` (NaN cells skipped)."""
-    values = probs.to_numpy().ravel()
-    values = [v for v in values if not math.isnan(v)]
-    return sum(v < threshold for v in values) / len(values) if values else float("nan")

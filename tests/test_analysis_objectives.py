@@ -9,7 +9,6 @@ from analysis import tables
 from analysis.objectives import (
     best_of,
     c_of_p_curves,
-    share_lost,
     time_to_accuracy,
     weight_on_lost_prompts,
 )
@@ -42,12 +41,6 @@ def test_grpo_puts_almost_no_weight_on_a_lost_prompt_and_maxrl_its_fair_share():
     }
     others = sum(0.5 * w for label, w in weights.items() if label != "flush")
     assert weight_on_lost_prompts(log, "dr_grpo")[0] == pytest.approx(2.0 * 0.001 / (2.0 * 0.001 + others))
-
-
-def test_share_lost_counts_cells_below_the_threshold():
-    log = log_with_gold_probs([{"flush": 0.001, "straight": 0.009}, {"flush": 0.02}])
-    probs = log.rename(columns=lambda c: c.removeprefix("gold_prob/"))
-    assert share_lost(probs) == 2 / 16
 
 
 def test_time_to_accuracy_sums_training_seconds_up_to_the_first_evaluation_at_the_target():
