@@ -50,10 +50,12 @@ $(VENV)/.lab-installed: $(STAMP) requirements-lab.txt
 
 # Regenerates every reference run into $(RESULTS)/ with the current code: the original's three variants and
 # the v4 budget's GRPO, MaxRL and supervised yardstick, three seeds each, two runs at a time with one torch
-# thread each. Complete runs with the same parameters and code are skipped.
+# thread each, longest first. Complete runs with the same parameters and code are skipped; runs made by other
+# code or parameters are refused unless FORCE=1, which replaces each one only when its new run completes.
+FORCE ?=
 reference: $(STAMP)
-	$(PY) -m pokerlib run-all --variants v1_buggy_reward v2_balanced v3_balanced_kl v4_grpo v4_maxrl v4_sft \
-		--seeds 0 1 2 --jobs 2 --runs-dir $(RESULTS)
+	$(PY) -m pokerlib run-all --variants v4_maxrl v4_sft v4_grpo v3_balanced_kl v1_buggy_reward v2_balanced \
+		--seeds 0 1 2 --jobs 2 --runs-dir $(RESULTS) $(if $(FORCE),--force)
 
 # The search behind the v4 settings (params/search.yaml): every setting with three seeds, scored on the
 # validation hands only.

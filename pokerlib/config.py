@@ -46,6 +46,8 @@ class RunConfig:
     n_per_class_val: int = 25  # validation hands, disjoint from train and eval: settings are chosen on these
     val_every: int = 0  # evaluate on the validation hands every this many steps (0: only after training)
     final_eval: str = "test"  # the hands eval.json scores: test (final settings) | validation (a search)
+    load_best_model_at_end: bool = False  # score the weights of the best validation accuracy, not the last
+    early_stopping_patience: int = 0  # stop after this many validations without a new best (0: never)
     num_steps: int = 100
     batch_size: int = 4  # B prompts per step
     num_generations: int = 4  # G completions per prompt
@@ -95,6 +97,7 @@ class RunConfig:
             "n_per_class_train",
             "n_per_class_val",
             "val_every",
+            "early_stopping_patience",
             "seed",
             "beta",
             "entropy_coef",
@@ -145,6 +148,16 @@ class RunConfig:
         if self.val_every > 0 and self.n_per_class_val < 1:
             raise ValueError(
                 f"val_every {self.val_every} needs validation hands: set n_per_class_val >= 1 or val_every 0"
+            )
+        if (self.load_best_model_at_end or self.early_stopping_patience) and not self.val_every:
+            raise ValueError(
+                "load_best_model_at_end and early_stopping_patience choose weights by validation accuracy: "
+                "set val_every >= 1 (and n_per_class_val >= 1)"
+            )
+        if self.early_stopping_patience and not self.load_best_model_at_end:
+            raise ValueError(
+                "early_stopping_patience stops after the best validation step, so the last weights are not the "
+                "best: set load_best_model_at_end true"
             )
         sampled_grpo = self.objective == "grpo" and self.expectation == "sampled"
         if sampled_grpo and self.num_generations < 2 and self.advantage_estimator != "rft":

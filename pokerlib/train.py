@@ -15,6 +15,7 @@ from .grpo import grpo_step
 from .labels import LabelSpace
 from .oracle import LABELS
 from .sft import sft_step
+from .weights import BestCheckpoint
 
 
 def prompt_batches(examples: list[Example], cfg: RunConfig) -> Iterator[list[Example]]:
@@ -57,11 +58,16 @@ def train(
 
     With validation examples, greedy accuracy and reward on them are logged every cfg.val_every steps
     and after the last (`val_accuracy`, `val_reward`; NaN in other rows): settings are chosen on these.
+    With cfg.load_best_model_at_end the policy ends with the weights of its best validation accuracy
+    (`best_val_step` in validation rows); with cfg.early_stopping_patience training stops that many
+    validations after the last new best.
     """
     torch.manual_seed(cfg.seed)  # generate() samples from the global generator
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(policy, cfg)
     log = []
+    best = BestCheckpoint() if cfg.load_best_model_at_end else None
+    since_best = 0
     bar = tqdm(total=cfg.num_steps, desc=cfg.objective.upper(), disable=not progress)
     for step, batch in zip(range(1, cfg.num_steps + 1), prompt_batches(examples, cfg), strict=False):
         if cfg.objective == "sft":
@@ -72,10 +78,25 @@ def train(
         if val_examples and (step == cfg.num_steps or (cfg.val_every and step % cfg.val_every == 0)):
             val, _ = evaluate(policy, tokenizer, space, val_examples, cfg, desc="validation")
             row["val_accuracy"], row["val_reward"] = val["accuracy"], val["mean_reward"]
+            if best is not None:
+                since_best = 0 if best.update(policy, step, val["accuracy"]) else since_best + 1
+                row["best_val_step"] = best.step
         log.append(row)
         if on_step:
             on_step(row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", zero_std=f"{row['frac_reward_zero_std']:.2f}")
         bar.update()
+        if cfg.early_stopping_patience and since_best >= cfg.early_stopping_patience:
+            tqdm.write(
+                f"early stopping after step {step}: no new best validation accuracy in {since_best} validations "
+                f"(best {best.accuracy:.3f} at step {best.step})"
+            )
+            break
     bar.close()
+    if best is not None:
+        try:
+            if best.step is not None:
+                best.restore(policy)
+        finally:
+            best.close()
     return log

@@ -1,11 +1,15 @@
-"""The largest parameter change of a trained policy, read against its starting weights on disk.
+"""Weights on disk: the largest parameter change against the starting weights, and the best-validation
+checkpoint.
 
 A run that needs no reference model (beta 0) can then drop its frozen copy: the starting weights are
-read back one tensor at a time from the cached safetensors files, so memory stays near one tensor.
+read back one tensor at a time from the cached safetensors files, so memory stays near one tensor. The
+best-validation weights are kept on disk for the same reason.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +72,44 @@ def max_parameter_change(policy, source: str, *, dtype: str | torch.dtype | None
             f"(first: {missing[0]}): pass the source the policy was loaded from"
         )
     return change
+
+
+class BestCheckpoint:
+    """The policy's weights at its best validation accuracy so far, in a temporary safetensors file.
+
+    A new best must be strictly higher (an earlier step wins ties, as in transformers' Trainer)."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.accuracy = float("-inf")
+        self._folder = Path(tempfile.mkdtemp(prefix="pokerlib-best-"))
+        self._file = self._folder / "best.safetensors"
+
+    @torch.no_grad()
+    def update(self, policy, step: int, accuracy: float) -> bool:
+        """Save the weights if `accuracy` is a new best; whether it was."""
+        if not accuracy > self.accuracy:
+            return False
+        from safetensors.torch import save_file
+
+        tensors = {name: p.detach().contiguous() for name, p in policy.named_parameters()}
+        save_file(tensors, str(self._file.with_suffix(".tmp")))
+        self._file.with_suffix(".tmp").replace(self._file)
+        self.step, self.accuracy = step, accuracy
+        return True
+
+    @torch.no_grad()
+    def restore(self, policy) -> int:
+        """Copy the best weights back into `policy`, one tensor at a time; the step they are from."""
+        if self.step is None:
+            raise RuntimeError("no validation accuracy was recorded, so there is no best checkpoint to restore")
+        from safetensors import safe_open
+
+        params = dict(policy.named_parameters())
+        with safe_open(str(self._file), framework="pt") as f:
+            for name in f.keys():
+                params[name].copy_(f.get_tensor(name))
+        return self.step
+
+    def close(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)

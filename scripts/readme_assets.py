@@ -8,6 +8,7 @@ runs cost); the README embeds them unedited, and a test checks that they are wha
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -117,23 +118,70 @@ def accuracy_figure(runs_dir: Path, out: Path) -> None:
 
 
 def memory(runs_dir: Path) -> str:
-    """Peak RSS of training with the frozen reference in memory (earlier runs) and without it (this version,
-    beta 0), read from each run's env.json."""
+    """Peak RSS of training with the frozen reference in memory (the previous library version's runs, whose
+    env.json is kept in memory/with_reference) and without it (this version, beta 0)."""
 
-    def peaks(runs: list[dict]) -> str:
-        values = sorted(r["env"]["peak_rss_gb"] for r in runs)
+    def peaks(values: list[float]) -> str:
+        values = sorted(values)
         return f"{values[0]:.2f}" + (f"–{values[-1]:.2f}" if values[-1] != values[0] else "") + " GB"
 
-    with_ref = {key: [r for r in load_seeds(runs_dir, key) if "val_accuracy" not in r["log"]] for key in ROWS}
-    v2_now = load_seeds(runs_dir, "memory/v2_balanced_10_steps") if (runs_dir / "memory").is_dir() else []
-    v4_now = [r for key in EXTENDED_VARIANTS for r in load_seeds(runs_dir, key) if "val_accuracy" in r["log"]]
-    v4_before = [r for key in (GRPO_BEST, SFT) for r in with_ref[key]]
+    def before(*variants: str) -> list[float]:
+        files = [f for v in variants for f in sorted((runs_dir / "memory/with_reference" / v).glob("seed*/env.json"))]
+        return [json.loads(f.read_text())["peak_rss_gb"] for f in files]
+
+    def now(runs: list[dict]) -> list[float]:
+        return [r["env"]["peak_rss_gb"] for r in runs if "val_accuracy" in r["log"]]  # this version's runs
+
+    v2_now = now(load_seeds(runs_dir, "v2_balanced")) or now(load_seeds(runs_dir, "memory/v2_balanced_10_steps"))
+    v4_now = now([r for key in EXTENDED_VARIANTS for r in load_seeds(runs_dir, key)])
     return (
-        "| training process | frozen reference in memory (earlier runs) | without it (beta 0, this version) |\n"
+        "| training process | frozen reference in memory (previous version) | without it (beta 0, this version) |\n"
         "|---|---|---|\n"
-        f"| v2 balanced | {peaks(with_ref['v2_balanced'])} | {peaks(v2_now) if v2_now else '–'} (10 steps) |\n"
-        f"| v4 budget | {peaks(v4_before)} | {peaks(v4_now)} |\n"
+        f"| v2 balanced | {peaks(before('v2_balanced'))} | {peaks(v2_now)} |\n"
+        f"| v4 budget | {peaks(before(GRPO_BEST, SFT))} | {peaks(v4_now)} |\n"
     )
+
+
+def trl_comparison(runs_dir: Path) -> str:
+    """TRL's GRPOTrainer beside the original's step and ours at the same B, G and precision, from
+    `make bench-trl` (bench_trl.json) and `make bench` (bench.json)."""
+    trl = json.loads((runs_dir / "bench_trl.json").read_text())
+    bench = json.loads((runs_dir / "bench.json").read_text())
+    row = trl["row"]
+    same = [
+        r for r in bench["rows"] if (r["precision"], r["B"], r["G"]) == (row["precision"], row["B"], row["G"])
+    ]
+    original = next(r for r in same if r["method"] == "original")
+    lines = [
+        f"| step (B={row['B']}, G={row['G']}, {row['precision']}, {trl['threads']} torch threads) "
+        "| decoding | seconds/step (median) | vs original | peak RSS |",
+        "|---|---|---|---|---|",
+        f"| TRL {trl['trl']} `GRPOTrainer` | free sampling, {row['decoding'].removeprefix('free, ')} "
+        f"| {row['seconds']:.2f} "
+        f"| {original['seconds'] / row['seconds']:.2f}x | {row['peak_rss_gb']:.2f} GB |",
+    ]
+    decoding = {  # what each of bench.py's methods samples from and scores
+        "original": "positional rule, full-vocabulary log-probabilities",
+        "ours": "label trie, full-vocabulary log-probabilities",
+        "ours_constrained": "label trie, log-probabilities renormalized over it",
+    }
+    for r in same:
+        if r["method"] in decoding:
+            lines.append(
+                f"| {r['method']} | {decoding[r['method']]} | {r['seconds']:.2f} "
+                f"| {original['seconds'] / r['seconds']:.2f}x | {r['peak_rss_gb']:.2f} GB |"
+            )
+    rewards, flat = row["reward"], row["frac_reward_zero_std"]
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = format(min(values), fmt), format(max(values), fmt)
+        return low if low == high else f"{low}–{high}"
+
+    lines.append(
+        f"\nIn TRL's {len(rewards)} timed steps its logged mean reward was {span(rewards, '.2f')} and "
+        f"{span(flat, '.0%')} of its groups had no reward spread (TRL's `frac_reward_zero_std`)."
+    )
+    return "\n".join(lines) + "\n"
 
 
 def blocks(runs_dir: Path) -> dict[str, str]:
@@ -144,6 +192,7 @@ def blocks(runs_dir: Path) -> dict[str, str]:
         "costs": run_costs(runs_dir),
         "time": time_table(runs_dir),
         "memory": memory(runs_dir),
+        "trl": trl_comparison(runs_dir),
     }
 
 

@@ -130,6 +130,8 @@ def test_bench_trl_times_grpotrainer_on_the_tiny_model(tmp_path):
     row = record["row"]
     assert (record["model"], record["repeats"], row["B"], row["G"]) == ("tiny", 1, 4, 4)
     assert len(row["step_seconds"]) == 1 and row["seconds"] > 0 and row["peak_rss_gb"] > 0
+    assert len(row["reward"]) == len(row["frac_reward_zero_std"]) == 1  # TRL's own log of the timed step
+    assert 0 <= row["frac_reward_zero_std"][0] <= 1
 
 
 def test_max_parameter_change_on_disk_matches_the_frozen_copy(tiny, tmp_path, one_thread):

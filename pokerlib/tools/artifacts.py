@@ -136,7 +136,11 @@ def _check_log(folder: Path, params: dict) -> None:
         raise _fail(folder, "train_log.csv", f"header must start with 'step' and hold {', '.join(LOG_COLUMNS)}")
     body = rows[1:]
     steps = params["num_steps"]
-    if len(body) != steps:
+    if params.get("early_stopping_patience"):  # may stop early, never late
+        if not 1 <= len(body) <= steps:
+            problem = f"has {len(body)} rows; early stopping allows 1 to num_steps = {steps}"
+            raise _fail(folder, "train_log.csv", problem)
+    elif len(body) != steps:
         raise _fail(folder, "train_log.csv", f"has {len(body)} rows but the run made num_steps = {steps} steps")
     for number, row in enumerate(body, start=1):
         if len(row) != len(header) or row[0] != str(number):

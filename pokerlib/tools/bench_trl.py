@@ -37,6 +37,7 @@ def _step_timer():
         def __init__(self) -> None:
             self.seconds: list[float] = []
             self.peaks: list[int] = []
+            self.logs: list[dict] = []  # TRL's own per-step metrics (reward, frac_reward_zero_std, ...)
 
         def on_step_begin(self, args, state, control, **kwargs):
             self._rss = PeakRSS().__enter__()
@@ -47,6 +48,10 @@ def _step_timer():
             self._rss.__exit__(None, None, None)
             self.peaks.append(self._rss.peak)
             print(f"  step {len(self.seconds)}: {self.seconds[-1]:6.2f} s", flush=True)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs:
+                self.logs.append(dict(logs))
 
     return StepTimer()
 
@@ -100,7 +105,7 @@ def run_trl_benchmark(
             callbacks=[timer],
         )
         trainer.train()
-    seconds, peaks = timer.seconds[warmup:], timer.peaks[warmup:]
+    seconds, peaks, logs = timer.seconds[warmup:], timer.peaks[warmup:], timer.logs[warmup:]
     return {
         "method": "trl_grpo",
         "precision": "float32",
@@ -111,6 +116,9 @@ def run_trl_benchmark(
         "step_seconds": seconds,
         "peak_rss_gb": max(peaks) / 1e9,
         "libraries_gb": libraries / 1e9,
+        # what the timed steps learned from: TRL's logged mean reward and share of groups without spread
+        "reward": [float(log["reward"]) for log in logs],
+        "frac_reward_zero_std": [float(log["frac_reward_zero_std"]) for log in logs],
     }
 
 
