@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint bench report reference search clean lab bench-trl
+.PHONY: setup test lint bench report reference search clean lab bench-trl time-to-accuracy
 
 setup: $(STAMP)
 
@@ -56,6 +56,14 @@ FORCE ?=
 reference: $(STAMP)
 	$(PY) -m pokerlib run-all --variants v4_maxrl v4_sft v4_grpo v3_balanced_kl v1_buggy_reward v2_balanced \
 		--seeds 0 1 2 --jobs 2 --runs-dir $(RESULTS) $(if $(FORCE),--force)
+
+# Time to accuracy: the final settings (seed 0) one after another, alone on the machine with every core, each
+# until its validation accuracy first reaches the target of analysis/objectives.py (or its budget ends).
+# Run with nothing else on the machine.
+time-to-accuracy: $(STAMP)
+	$(PY) -m pokerlib time-to-accuracy params/v4_maxrl.yaml params/v4_sft.yaml params/v4_grpo.yaml \
+		--target $$($(PY) -c "from analysis.objectives import TARGET_ACCURACY; print(TARGET_ACCURACY)") \
+		--out $(RESULTS)/time_to_accuracy.json
 
 # The search behind the v4 settings (params/search.yaml): every setting with three seeds, scored on the
 # validation hands only.

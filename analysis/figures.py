@@ -24,8 +24,10 @@ def seed_curves(ax, runs: list[dict], column: str, window: int, key: str) -> Non
     With 3 seeds or fewer a t-interval is wider than the data (t = 4.3 for n = 3), so the seeds are shown
     instead; with more, the band is the 95% Student-t interval of the mean.
     """
-    curves = pd.DataFrame({i: r["log"][column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)})
-    steps, mean, n = runs[0]["log"]["step"], curves.mean(axis=1), len(runs)
+    curves = pd.DataFrame(  # indexed by step: a seed that stopped early leaves NaN after its last step
+        {i: r["log"].set_index("step")[column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)}
+    )
+    steps, mean, n = curves.index, curves.mean(axis=1), len(runs)
     label = f"{name(key)} (mean of {n} seeds)" if n > 1 else f"{name(key)} (1 seed)"
     (line,) = ax.plot(steps, mean, color=color(key), linewidth=2, label=label)
     if n <= 3:
@@ -216,7 +218,8 @@ def confusion_grid(panels: dict[str, dict], ncols: int = 2):
 
 def validation_curves(groups: dict[str, list[dict]], target: float | None = None):
     """Greedy accuracy on the validation hands at the steps where it was measured: thin lines are seeds,
-    thick the mean over seeds; a dotted line at chance and, if given, a dashed one at the target."""
+    thick the mean over the seeds still training; stars mark the weights each seed was scored with (its best
+    validation step); a dotted line at chance and, if given, a dashed one at the target."""
     fig, ax = plt.subplots(figsize=(8.5, 3.9))
     for key, runs in groups.items():
         logs = [r["log"].dropna(subset=["val_accuracy"]) for r in runs if "val_accuracy" in r["log"]]
@@ -224,6 +227,9 @@ def validation_curves(groups: dict[str, list[dict]], target: float | None = None
             continue
         for log in logs:
             ax.plot(log["step"], log["val_accuracy"], color=color(key), linewidth=0.7, alpha=0.45)
+            if "best_val_step" in log:  # the weights the test hands were scored with
+                best = log[log["step"] == log["best_val_step"].iloc[-1]]
+                ax.plot(best["step"], best["val_accuracy"], color=color(key), marker="*", markersize=11, linestyle="")
         mean = pd.concat([log.set_index("step")["val_accuracy"] for log in logs], axis=1).mean(axis=1)
         ax.plot(
             mean.index,
@@ -256,8 +262,13 @@ def lost_prompts(groups: dict[str, list[dict]], shares: dict[str, list[pd.Series
         if not runs:
             continue
         seed_curves(axes[0], runs, "frac_gold_prob_low", window, key)
-        curves = pd.DataFrame({i: s.rolling(window, min_periods=1).mean() for i, s in enumerate(shares[key])})
-        steps = runs[0]["log"]["step"]
+        curves = pd.DataFrame(
+            {
+                i: pd.Series(s.rolling(window, min_periods=1).mean().values, index=r["log"]["step"].values)
+                for i, (s, r) in enumerate(zip(shares[key], runs, strict=True))
+            }
+        )
+        steps = curves.index
         axes[1].plot(steps, curves.mean(axis=1), color=color(key), linewidth=2)
         for i in curves:
             axes[1].plot(steps, curves[i], color=color(key), linewidth=0.7, alpha=0.45)

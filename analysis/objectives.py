@@ -64,16 +64,3 @@ def time_to_accuracy(log: pd.DataFrame, target: float) -> tuple[float, float, in
         return float(seconds[row.name]), float(row["val_accuracy"]), int(row["step"])
     best = evaluated.loc[evaluated["val_accuracy"].idxmax()]
     return float(seconds[best.name]), float(best["val_accuracy"]), None
-
-
-def c_of_p_curves(points: int = 199) -> pd.DataFrame:
-    """c(p) of each objective on a grid of p in (0, 1), for the figure (dr_grpo with w = 1)."""
-    grid = [(i + 1) / (points + 1) for i in range(points)]
-    return pd.DataFrame(
-        {
-            "p": grid,
-            "sft, maxrl, rft": [1.0] * points,
-            "grpo": [objective_weight(p, "grpo") for p in grid],
-            "dr_grpo (w = 1)": [objective_weight(p, "dr_grpo") for p in grid],
-        }
-    )

@@ -177,15 +177,3 @@ def seed_table(seeds: list[dict], model: str = "finetuned") -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("seed")
-
-
-def plot_band(ax, runs: list[dict], column: str, window: int, label: str, x_scale: int = 1):
-    """A training-log column over steps: the mean over seeds of its rolling mean, with a 95% band across seeds."""
-    curves = pd.DataFrame({i: r["log"][column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)})
-    steps = runs[0]["log"]["step"] * x_scale
-    mean = curves.mean(axis=1)
-    (line,) = ax.plot(steps, mean, label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
-    if len(runs) > 1:
-        half = pd.Series([mean_ci(row)[1] for row in curves.values])
-        ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
-    return line

@@ -123,9 +123,11 @@ def peaks(runs: list[dict], window: int = 25) -> str:
     for run in runs:
         best, step = best_window_accuracy(run, window)
         tail = run["log"].iloc[-window:]
+        scored = run["eval"].get("weights_from_step", len(run["log"]))
+        when = "at the end" if scored == len(run["log"]) else f"with the weights of step {scored}"
         lines.append(
             f"- seed {run['params']['seed']}: best {num(best)} around step {step}; held-out "
-            f"{num(run['eval']['finetuned']['accuracy'])} at the end; label entropy "
+            f"{num(run['eval']['finetuned']['accuracy'])} {when}, after {len(run['log'])} steps; label entropy "
             f"{num(tail['exact_entropy'].mean())} nats and {tail['frac_reward_zero_std'].mean():.0%} of groups "
             "without signal over the last steps"
         )
@@ -134,6 +136,22 @@ def peaks(runs: list[dict], window: int = 25) -> str:
         "each run ended:"
     )
     return intro + "\n\n" + "\n".join(lines)
+
+
+def validation_course(runs: list[dict]) -> str:
+    """How validation accuracy went: its peak, and where it stood at the last validation, over seeds."""
+    logs = [r["log"].dropna(subset=["val_accuracy"]) for r in logging(runs, "val_accuracy")]
+    if not logs:
+        return ""
+    best = [log.loc[log["val_accuracy"].idxmax()] for log in logs]
+    last = [log.iloc[-1] for log in logs]
+    fell = sum(b["val_accuracy"] > e["val_accuracy"] for b, e in zip(best, last, strict=True))
+    return (
+        f"Its validation accuracy peaked at {ci(b['val_accuracy'] for b in best)} (steps "
+        f"{', '.join(str(int(b['step'])) for b in best)}) and stood at {ci(e['val_accuracy'] for e in last)} at the "
+        f"last validation (steps {', '.join(str(int(e['step'])) for e in last)}): {fell} of {len(logs)} seeds fell "
+        "from their peak."
+    )
 
 
 def seed_count(runs: list[dict]) -> str:
@@ -156,13 +174,15 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
     maxrl = logging(extended.get(REWARD_ONLY_BEST, []), "frac_gold_prob_low")
     if not grpo or not maxrl:
         return ""
-    half = len(grpo[0]["log"]) // 2
+
+    def second_half(series):  # of each run's own training: runs may stop early at different steps
+        return series.iloc[len(series) // 2 :].mean()
 
     def late(runs, column):
-        return ci(r["log"][column].iloc[half:].mean() for r in runs)
+        return ci(second_half(r["log"][column]) for r in runs)
 
     def late_share(key):
-        return ci((s.iloc[half:].mean() for s in shares[key]), 4)
+        return ci((second_half(s) for s in shares[key]), 4)
 
     low, high = LOW_GOLD_PROB, 0.9
     return (
@@ -184,14 +204,11 @@ def discussion(seeds: dict[str, list[dict]], extended: dict[str, list[dict]]) ->
     if not grpo:
         return ""
     p = grpo[0]["params"]
-    best = [best_window_accuracy(r)[0] for r in grpo]
-    ended_below = sum(r["eval"]["finetuned"]["accuracy"] < b for r, b in zip(grpo, best, strict=True))
     text = (
         f"**What GRPO needs to learn this task.** At the original's budget nothing learns beyond a label prior, "
         f"with or without the KL term. With a learning rate of {p['learning_rate']:g}, batches that hold one hand "
         f"of each type and groups of {p['num_generations']} samples, *{name(GRPO_BEST)}* reaches "
-        f"{ci(accuracies(grpo))} held-out accuracy; its best 25-step accuracy on new training hands was "
-        f"{ci(best)} during training, and {ended_below} of {len(grpo)} seeds ended below their best."
+        f"{ci(accuracies(grpo))} held-out accuracy. {validation_course(grpo)}"
     )
     if sft:
         text += (
@@ -213,6 +230,25 @@ def discussion(seeds: dict[str, list[dict]], extended: dict[str, list[dict]]) ->
         "whenever a sample succeeds: it keeps pushing on the hands it gets wrong, as supervised learning does."
     )
     return text
+
+
+def stopping(extended: dict[str, list[dict]]) -> str:
+    """How the final runs chose the weights they were scored with: best validation step and early stopping."""
+    chosen = {k: runs for k, runs in extended.items() if runs[0]["params"].get("load_best_model_at_end")}
+    if not chosen:
+        return ""
+    p = next(iter(chosen.values()))[0]["params"]
+    lines = [
+        f"Each seed's test hands were scored once, with its weights at its best validation accuracy (measured every "
+        f"{p['val_every']} steps), and a run stopped after {p['early_stopping_patience']} validations without a new "
+        f"best, within its budget of {p['num_steps']} steps. Both rules were chosen on the validation curves of "
+        "earlier runs. Seed by seed, the step whose weights were scored, of the steps trained:",
+        "",
+    ]
+    for key, runs in chosen.items():
+        steps = ", ".join(f"{r['eval']['weights_from_step']} of {len(r['log'])}" for r in runs)
+        lines.append(f"- *{name(key)}*: {steps}")
+    return "\n".join(lines)
 
 
 def provenance(groups: dict[str, list[dict]]) -> str:

@@ -42,10 +42,21 @@ def results(groups: dict[str, list[dict]]) -> pd.DataFrame:
                 "accuracy, before → after": change(runs, "accuracy"),
                 "original's reward": original,
                 "train minutes": train_minutes_range(runs),
+                "weights scored: step of steps trained": scored_steps(runs),
             }
         )
     frame = pd.DataFrame(rows)
     return frame.loc[:, (frame != "–").any()]  # no column that says nothing
+
+
+def scored_steps(runs: list[dict]) -> str:
+    """Per seed, the step whose weights the held-out hands scored and the steps trained (`–` when every seed
+    was scored after its full budget)."""
+    pairs = [(r["eval"].get("weights_from_step"), len(r["log"])) for r in runs]
+    full = [r["params"]["num_steps"] for r in runs]
+    if all(step in (None, trained) and trained == n for (step, trained), n in zip(pairs, full, strict=True)):
+        return "–"
+    return ", ".join(f"{step if step is not None else trained} of {trained}" for step, trained in pairs)
 
 
 def seeds(groups: dict[str, list[dict]]) -> pd.DataFrame:
@@ -205,6 +216,26 @@ def time_to_accuracy(groups: dict[str, list[dict]], target: float) -> pd.DataFra
                 "validation accuracy then": ", ".join(num(acc) for _, acc, _ in results),
                 "steps": ", ".join(str(step) if step is not None else "–" for _, _, step in results),
                 "torch threads": ", ".join(sorted({str(r["env"]["torch_threads"]) for r in runs})),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def time_alone(measured: dict) -> pd.DataFrame:
+    """`make time-to-accuracy` (results/time_to_accuracy.json): each final setting trained alone with every core
+    until its validation accuracy first reached the target, or its budget ended."""
+    rows = []
+    for row in measured["rows"]:
+        key = Path(row["params"]).stem
+        rows.append(
+            {
+                "variant": name(key),
+                "seed": row["seed"],
+                "reached": "yes" if row["reached"] else "no (its best)",
+                "training minutes": num(row["train_seconds"] / 60, 1),
+                "validation accuracy": num(row["val_accuracy"]),
+                "step": row["step"],
+                "torch threads": row["torch_threads"],
             }
         )
     return pd.DataFrame(rows)

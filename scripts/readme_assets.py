@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -74,7 +75,25 @@ def run_costs(runs_dir: Path) -> str:
             f"| {train_minutes_range(runs)} min "
             f"| {max(r['env']['peak_rss_gb'] for r in runs):.2f} GB |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + regeneration(runs_dir)
+
+
+def regeneration(runs_dir: Path) -> str:
+    """The wall time of the last regeneration, from the runs' own markers: first start to last finish, when every
+    reference run was made by one code version (one `make reference`); otherwise which versions made them."""
+    folders = [f for key in ROWS for f in sorted((runs_dir / key).glob("seed*")) if (f / "COMPLETE").is_file()]
+    markers = [json.loads((f / "COMPLETE").read_text()) for f in folders]
+    versions = {m["code_version"].split(" ")[0] for m in markers}
+    if len(versions) > 1 or not all((f / "STARTED").is_file() for f in folders):
+        return f"\nThese {len(folders)} runs were made by {len(versions)} versions of the library.\n"
+    fmt = "%Y-%m-%d %H:%M:%S"
+    started = min(datetime.strptime(json.loads((f / "STARTED").read_text())["started"], fmt) for f in folders)
+    finished = max(datetime.strptime(m["finished"], fmt) for m in markers)
+    return (
+        f"\nAll {len(folders)} runs were made by one version of the library ({versions.pop()}): "
+        f"{(finished - started).total_seconds() / 60:.0f} minutes of wall time from the first start "
+        f"({started:%Y-%m-%d %H:%M} UTC) to the last finish.\n"
+    )
 
 
 def findings(runs_dir: Path) -> str:
@@ -104,7 +123,18 @@ def findings(runs_dir: Path) -> str:
 def time_table(runs_dir: Path, target: float = TARGET_ACCURACY) -> str:
     """Training time until validation accuracy first reaches `target`, as a markdown table."""
     groups = {key: load_seeds(runs_dir, key) for key in EXTENDED_VARIANTS}
-    frame = tables.time_to_accuracy(groups, target)
+    text = markdown_table(tables.time_to_accuracy(groups, target))
+    alone = runs_dir / "time_to_accuracy.json"
+    if alone.is_file():
+        measured = json.loads(alone.read_text())
+        text += (
+            f"\nMeasured alone (`make time-to-accuracy`, nothing else running, target {measured['target']:g}):\n\n"
+            + markdown_table(tables.time_alone(measured))
+        )
+    return text
+
+
+def markdown_table(frame) -> str:
     header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
     return header + "".join("| " + " | ".join(map(str, row)) + " |\n" for row in frame.itertuples(index=False))
 

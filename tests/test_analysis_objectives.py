@@ -8,7 +8,6 @@ import pytest
 from analysis import tables
 from analysis.objectives import (
     best_of,
-    c_of_p_curves,
     time_to_accuracy,
     weight_on_lost_prompts,
 )
@@ -56,14 +55,6 @@ def test_time_to_accuracy_sums_training_seconds_up_to_the_first_evaluation_at_th
     assert time_to_accuracy(log, 0.95) == (10.0, 0.9, None)  # never reached: the best, and when
     with pytest.raises(ValueError, match="no validation accuracy"):
         time_to_accuracy(log.drop(columns="val_accuracy"), 0.5)
-
-
-def test_c_of_p_curves_cross_where_grpo_equals_supervised():
-    curves = c_of_p_curves(points=999)
-    at_half = curves.iloc[(curves["p"] - 0.5).abs().idxmin()]
-    assert at_half["grpo"] == pytest.approx(1.0, abs=1e-2)  # sqrt(p / (1 - p)) = 1 at p = 1/2
-    assert (curves["sft, maxrl, rft"] == 1.0).all()
-    assert curves["dr_grpo (w = 1)"].equals(curves["p"])
 
 
 def test_search_table_on_the_smoke_search(smoke_runs):

@@ -143,3 +143,18 @@ def test_a_run_that_stopped_early_verifies_but_a_longer_log_does_not(tmp_path):
     restate_params(run, num_steps=1)
     with pytest.raises(ArtifactError, match="early stopping allows 1 to num_steps = 1"):
         verify_run(run)
+
+
+def test_time_to_accuracy_stops_at_the_first_validation_reaching_the_target(tmp_path):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "time.json"
+    smoke = ("--overrides", "params/smoke.yaml")
+    run_cli("time-to-accuracy", "params/v4_maxrl.yaml", *smoke, "--target", "0.01", "--out", str(out))
+    row = json.loads(out.read_text())["rows"][0]
+    # smoke: 3 steps, validation after the last; tiny's accuracy of at least one in 8 hands meets 0.01
+    assert (row["reached"], row["step"], row["steps_trained"]) == (True, 3, 3)
+    assert row["train_seconds"] > 0 and row["val_accuracy"] >= 0.01
+    refused = run_cli("time-to-accuracy", "params/v2_balanced.yaml", "--target", "1.5", check=False)
+    assert refused.returncode == 1 and "--target is a validation accuracy in (0, 1]" in refused.stderr
+

@@ -1,4 +1,5 @@
-"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`, `bench-trl`, `render`."""
+"""Command line: `python -m pokerlib run PARAMS.yaml`, `run-all`, `bench`, `bench-trl`, `time-to-accuracy`,
+`params`, `render`."""
 
 from __future__ import annotations
 
@@ -76,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     bench_trl.add_argument("--model", default="bundled")
     bench_trl.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
     bench_trl.add_argument("--out", help="also write the row as JSON here, e.g. results/bench_trl.json")
+    timing = sub.add_parser(
+        "time-to-accuracy", help="train settings one after another until validation accuracy reaches a target"
+    )
+    timing.add_argument("params", nargs="+", help="params files, e.g. params/v4_maxrl.yaml params/v4_sft.yaml")
+    timing.add_argument("--target", type=float, required=True, help="validation accuracy to reach, e.g. 0.85")
+    timing.add_argument("--seed", type=int, default=0)
+    timing.add_argument("--overrides", dest="overrides_file", metavar="YAML", help="a params file applied on top")
+    timing.add_argument("--out", help="also write the rows as JSON here, e.g. results/time_to_accuracy.json")
     show = sub.add_parser("params", help="print a params file resolved over its base and the defaults, as YAML")
     show.add_argument("params", help="a params file, e.g. params/v4_maxrl.yaml")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -119,6 +128,22 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except CellExecutionError as err:  # the report's own code failed: show its error, not nbclient's
             print(f"error: report.qmd failed to execute: {err.ename}: {err.evalue}", file=sys.stderr)
+            return 1
+        return 0
+
+    if args.command == "time-to-accuracy":
+        from .runner import read_params, resolve_config
+        from .timing import main as timing_main
+
+        try:
+            if not 0 < args.target <= 1:
+                raise ValueError(f"--target is a validation accuracy in (0, 1]; got {args.target}")
+            overrides = read_params(args.overrides_file) if args.overrides_file else {}
+            for path in args.params:  # every file resolves before any training starts
+                resolve_config(path, overrides, args.seed)
+            timing_main(args.params, args.target, args.seed, args.out, overrides)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
             return 1
         return 0
 
