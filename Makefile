@@ -50,12 +50,12 @@ $(VENV)/.lab-installed: $(STAMP) requirements-lab.txt
 
 # Regenerates every reference run into $(RESULTS)/ with the current code: the original's three variants and
 # the v4 budget's GRPO, MaxRL and supervised yardstick, three seeds each, two runs at a time with one torch
-# thread each, longest first. Complete runs with the same parameters and code are skipped; runs made by other
-# code or parameters are refused unless FORCE=1, which replaces each one only when its new run completes.
+# thread each, longest first. Runs already made by this code with these parameters are skipped, so an
+# interrupted regeneration resumes; others are replaced, each only when its new run completes. FORCE=1 re-runs all.
 FORCE ?=
 reference: $(STAMP)
 	$(PY) -m pokerlib run-all --variants v4_maxrl v4_sft v4_grpo v3_balanced_kl v1_buggy_reward v2_balanced \
-		--seeds 0 1 2 --jobs 2 --runs-dir $(RESULTS) $(if $(FORCE),--force)
+		--seeds 0 1 2 --jobs 2 --runs-dir $(RESULTS) $(if $(FORCE),--force,--replace)
 
 # Time to accuracy: the final settings (seed 0) one after another, alone on the machine with every core, each
 # until its validation accuracy first reaches the target of analysis/objectives.py (or its budget ends).

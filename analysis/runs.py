@@ -38,7 +38,7 @@ def load_run(folder: Path) -> dict:
         raise FileNotFoundError(
             f"{folder} is not a complete run (no {MARKER} marker: it was interrupted or failed): run it again with "
             f"`python -m pokerlib run PARAMS --name {folder.name} --runs-dir {folder.parent}`, or for the "
-            f"reference runs `make report`"
+            f"reference runs `make reference`"
         )
     verify_run(folder)
     return {

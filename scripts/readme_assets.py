@@ -114,6 +114,8 @@ def findings(runs_dir: Path) -> str:
         + ".",
         "- **Chosen on validation hands, not the test hands:** " + story.search_choice(search).replace("*", ""),
     ]
+    goal = story.goal(groups[REWARD_ONLY_BEST], groups[SFT], TARGET_ACCURACY).replace("*", "")
+    lines.insert(2, f"- **Learning from rewards alone:** {goal}")
     mechanism = story.mechanism(extended, shares).replace("*", "")
     if mechanism:
         lines.insert(2, "- **Why GRPO falls behind:** " + mechanism)

@@ -181,6 +181,26 @@ def inject(monkeypatch, stage: str) -> None:
             monkeypatch.setattr(runner, target, action)
 
 
+def test_replace_skips_current_runs_and_replaces_stale_ones(tmp_path):
+    """--replace: what `make reference` uses, so an interrupted regeneration resumes where it stopped."""
+    from pokerlib.tools.sweep import run_sweep
+
+    quiet, said = (lambda *_: None), []
+    run_variant(smoke_config(0), "v2_balanced", tmp_path, log=quiet)
+    before = tree(tmp_path / "v2_balanced")
+    with pytest.raises(RunError, match="pass --replace"):
+        run_variant(smoke_config(1), "v2_balanced", tmp_path, log=quiet)
+    assert tree(tmp_path / "v2_balanced") == before
+    run_variant(smoke_config(1), "v2_balanced", tmp_path, replace=True, log=quiet)
+    assert complete_seed(tmp_path / "v2_balanced") == 1
+    run_variant(smoke_config(1), "v2_balanced", tmp_path, replace=True, log=said.append)
+    assert len(said) == 1 and said[0].startswith("skip v2_balanced")
+    # a sweep refuses before any run starts: the first job is new, the second may not be overwritten
+    with pytest.raises(RunError, match="pass --replace"):
+        run_sweep([(smoke_config(0), "new"), (smoke_config(0), "v2_balanced")], tmp_path, n_jobs=2)
+    assert not (tmp_path / "new").exists() and complete_seed(tmp_path / "v2_balanced") == 1
+
+
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_an_interrupted_force_run_leaves_the_old_or_the_new_complete_run(tmp_path, monkeypatch, stage):
     import papermill

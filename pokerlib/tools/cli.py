@@ -35,6 +35,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--force", action="store_true", help="re-run even if an identical complete run exists")
     p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace complete runs made by other parameters or code; skip the current ones (resumable)",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
         metavar="N",
@@ -196,12 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.ray or (args.jobs or 1) > 1:
             from .sweep import run_sweep
 
-            errors = run_sweep(configs, args.runs_dir, force=args.force, n_jobs=args.jobs, ray=args.ray)
+            errors = run_sweep(
+                configs, args.runs_dir, force=args.force, n_jobs=args.jobs, ray=args.ray, replace=args.replace
+            )
             for error in errors:
                 print(f"error: {error}", file=sys.stderr)
             return 1 if errors else 0
         for cfg, name in configs:
-            run_variant(cfg, name, args.runs_dir, force=args.force)
+            run_variant(cfg, name, args.runs_dir, force=args.force, replace=args.replace)
     except (ValueError, TypeError, OSError, RunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -310,8 +310,10 @@ def run_variant(
     runs_dir: str | Path = "runs",
     force: bool = False,
     log=print,
+    replace: bool = False,
 ) -> Path:
-    """Execute the notebook for `cfg` into runs_dir/name; skip when an identical complete run exists."""
+    """Execute the notebook for `cfg` into runs_dir/name; skip when an identical complete run exists. A complete
+    run of other parameters or code is replaced with `replace` (re-run even when identical with `force`)."""
     from ..model import check_source
 
     check_source(cfg.model)
@@ -325,27 +327,44 @@ def run_variant(
         except OSError as err:  # a read-only or missing disk: one line, not a traceback
             raise RunError(f"cannot write to {run_dir.parent} ({err.strerror}): choose a writable --runs-dir") from None
         try:
-            return _run_locked(cfg, name, run_dir, force, log)
+            return _run_locked(cfg, name, run_dir, force, log, replace)
         except OSError as err:
             raise RunError(f"run {name} failed on {err.filename or run_dir}: {err.strerror}") from err
 
 
-def _run_locked(cfg: RunConfig, name: str, run_dir: Path, force: bool, log) -> Path:
+def is_current(done: dict | None, cfg: RunConfig, version: str | None = None) -> bool:
+    """Whether a complete run's marker records these parameters and this code."""
+    if not done or done["params"] != cfg.to_dict():
+        return False
+    return _content_version(done["code_version"]) == _content_version(version or code_version())
+
+
+def needs_run(done: dict | None, cfg: RunConfig, name: str, run_dir: Path, force: bool, replace: bool, log) -> bool:
+    """What to do with an existing complete run: re-run it (--force), skip it when current, replace it when it is
+    not (--replace), or refuse to overwrite it."""
+    if done is None or force:
+        return True
+    if is_current(done, cfg):
+        log(f"skip {name}: a complete run with the same parameters and code exists in {run_dir}")
+        return False
+    if replace:
+        return True
+    raise RunError(
+        f"{run_dir} holds a complete run with other parameters or code: pass --replace (or --force) to replace it, "
+        "or --name to run beside it"
+    )
+
+
+def _run_locked(cfg: RunConfig, name: str, run_dir: Path, force: bool, log, replace: bool = False) -> Path:
     """The body of run_variant, with the run's lock held."""
     params = cfg.to_dict()
     version = code_version()
     _recover(run_dir)
     done = read_marker(run_dir)
-    if done and not force:
-        if done["params"] == params and _content_version(done["code_version"]) == _content_version(version):
-            log(f"skip {name}: a complete run with the same parameters and code exists in {run_dir}")
-            return run_dir
-        raise RunError(
-            f"{run_dir} holds a complete run with other parameters or code: pass --force to replace it, "
-            "or --name to run beside it"
-        )
+    if not needs_run(done, cfg, name, run_dir, force, replace, log):
+        return run_dir
     _refuse_foreign(run_dir)
-    if done:  # --force: the complete run stays in place until the new one is complete
+    if done:  # --force or --replace: the complete run stays in place until the new one is complete
         building = _sibling(run_dir, "new")
     else:
         building = run_dir

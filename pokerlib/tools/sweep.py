@@ -14,7 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..config import RunConfig
-from .runner import MARKER, RunError, _content_version, _write_atomic, code_version, read_marker, run_variant
+from .runner import MARKER, RunError, _write_atomic, needs_run, read_marker, run_variant
 
 Job = tuple[RunConfig, str]  # a resolved configuration and its run name
 RAY_INSTALL = "pip install -c requirements.txt -e '.[ray]'"
@@ -43,12 +43,14 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _run_local(cfg: RunConfig, name: str, runs_dir: str, force: bool) -> str:
-    run_variant(cfg, name, runs_dir, force=force, log=_say)
+def _run_local(cfg: RunConfig, name: str, runs_dir: str, force: bool, replace: bool = False) -> str:
+    run_variant(cfg, name, runs_dir, force=force, log=_say, replace=replace)
     return name
 
 
-def run_parallel(jobs: list[Job], runs_dir: str | Path, force: bool = False, n_jobs: int = 2) -> list[str]:
+def run_parallel(
+    jobs: list[Job], runs_dir: str | Path, force: bool = False, n_jobs: int = 2, replace: bool = False
+) -> list[str]:
     """Run `jobs` in `n_jobs` processes, each with its share of the cores; the errors of failed runs."""
     n_jobs = max(1, min(n_jobs, len(jobs)))  # a core share is never held for a run that does not exist
     threads = threads_per_run(available_cores(), n_jobs)
@@ -56,7 +58,7 @@ def run_parallel(jobs: list[Job], runs_dir: str | Path, force: bool = False, n_j
     errors = []
     pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_set_threads, initargs=(threads,))
     with pool:
-        futures = {pool.submit(_run_local, cfg, name, str(runs_dir), force): name for cfg, name in jobs}
+        futures = {pool.submit(_run_local, cfg, name, str(runs_dir), force, replace): name for cfg, name in jobs}
         for future in as_completed(futures):
             try:
                 future.result()
@@ -65,19 +67,9 @@ def run_parallel(jobs: list[Job], runs_dir: str | Path, force: bool = False, n_j
     return errors
 
 
-def _needs_run(cfg: RunConfig, name: str, runs_dir: Path, force: bool) -> bool:
-    """As `run_variant` decides on the driver: skip an identical complete run, refuse to overwrite another."""
-    done = read_marker(runs_dir / name)
-    if done is None or force:
-        return True
-    same_code = _content_version(done["code_version"]) == _content_version(code_version())
-    if done["params"] == cfg.to_dict() and same_code:
-        _say(f"skip {name}: a complete run with the same parameters and code exists in {runs_dir / name}")
-        return False
-    raise RunError(
-        f"{runs_dir / name} holds a complete run with other parameters or code: pass --force to replace it, "
-        "or --name to run beside it"
-    )
+def _needs_run(cfg: RunConfig, name: str, runs_dir: Path, force: bool, replace: bool = False) -> bool:
+    """As `run_variant` decides, on the driver: skip a current complete run, replace or refuse another."""
+    return needs_run(read_marker(runs_dir / name), cfg, name, runs_dir / name, force, replace, _say)
 
 
 def run_remote(cfg: RunConfig, name: str, threads: int) -> tuple[dict[str, bytes], str | None]:
@@ -116,7 +108,12 @@ def _ray_threads(ray, n_jobs: int) -> int:
 
 
 def run_on_ray(
-    jobs: list[Job], runs_dir: str | Path, address: str, force: bool = False, n_jobs: int | None = None
+    jobs: list[Job],
+    runs_dir: str | Path,
+    address: str,
+    force: bool = False,
+    n_jobs: int | None = None,
+    replace: bool = False,
 ) -> list[str]:
     """Run `jobs` as Ray tasks (address 'local' starts a Ray instance here); the driver writes every run folder."""
     try:
@@ -124,7 +121,7 @@ def run_on_ray(
     except ImportError as err:
         raise RunError(f"--ray needs the ray package: {RAY_INSTALL}") from err
     runs_dir = Path(runs_dir)
-    pending = [(cfg, name) for cfg, name in jobs if _needs_run(cfg, name, runs_dir, force)]
+    pending = [(cfg, name) for cfg, name in jobs if _needs_run(cfg, name, runs_dir, force, replace)]
     if not pending:
         return []
     started = not ray.is_initialized()
@@ -157,9 +154,18 @@ def run_on_ray(
 
 
 def run_sweep(
-    jobs: list[Job], runs_dir: str | Path, force: bool = False, n_jobs: int | None = None, ray: str | None = None
+    jobs: list[Job],
+    runs_dir: str | Path,
+    force: bool = False,
+    n_jobs: int | None = None,
+    ray: str | None = None,
+    replace: bool = False,
 ) -> list[str]:
-    """The CLI's entry: on Ray when an address is given, else in `n_jobs` local processes."""
+    """The CLI's entry: on Ray when an address is given, else in `n_jobs` local processes. A run that may not
+    be overwritten is refused before any run starts."""
     if ray:
-        return run_on_ray(jobs, runs_dir, ray, force=force, n_jobs=n_jobs)
-    return run_parallel(jobs, runs_dir, force=force, n_jobs=n_jobs or 1)
+        return run_on_ray(jobs, runs_dir, ray, force=force, n_jobs=n_jobs, replace=replace)
+    pending = [(cfg, name) for cfg, name in jobs if _needs_run(cfg, name, Path(runs_dir), force, replace)]
+    if not pending:
+        return []
+    return run_parallel(pending, runs_dir, force=force, n_jobs=n_jobs or 1, replace=replace)
