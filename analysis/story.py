@@ -279,7 +279,6 @@ def provenance(groups: dict[str, list[dict]]) -> str:
     listed = "; ".join(f"*{name(k)}* seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))}" for k, v in old.items())
     return (
         f"Runs made with the previous version of the library, with the same parameters: {listed}. Replaying their "
-        "first steps with this code gives bit-identical training logs (`scripts/check_unchanged.py`), and the "
-        "re-run of one of them in full matched it bit for bit. They lack the validation and per-class columns, "
-        "so the validation and lost-prompt figures show the newer runs only."
+        "first steps with this code gives bit-identical training logs (`scripts/check_unchanged.py`). They lack "
+        "the validation and per-class columns."
     )

@@ -42,21 +42,10 @@ def results(groups: dict[str, list[dict]]) -> pd.DataFrame:
                 "accuracy, before → after": change(runs, "accuracy"),
                 "original's reward": original,
                 "train minutes": train_minutes_range(runs),
-                "weights scored: step of steps trained": scored_steps(runs),
             }
         )
     frame = pd.DataFrame(rows)
     return frame.loc[:, (frame != "–").any()]  # no column that says nothing
-
-
-def scored_steps(runs: list[dict]) -> str:
-    """Per seed, the step whose weights the held-out hands scored and the steps trained (`–` when every seed
-    was scored after its full budget)."""
-    pairs = [(r["eval"].get("weights_from_step"), len(r["log"])) for r in runs]
-    full = [r["params"]["num_steps"] for r in runs]
-    if all(step in (None, trained) and trained == n for (step, trained), n in zip(pairs, full, strict=True)):
-        return "–"
-    return ", ".join(f"{step if step is not None else trained} of {trained}" for step, trained in pairs)
 
 
 def seeds(groups: dict[str, list[dict]]) -> pd.DataFrame:
