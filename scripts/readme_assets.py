@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,6 +36,7 @@ from analysis.objectives import TARGET_ACCURACY  # noqa: E402
 from analysis.variants import EXTENDED_VARIANTS, GRPO_BEST, ORIGINAL_VARIANTS, REWARD_ONLY_BEST, SFT  # noqa: E402
 
 ROWS = (*ORIGINAL_VARIANTS, *EXTENDED_VARIANTS)
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the runner's STARTED and COMPLETE markers (the machine's local time)
 
 
 def results_table(runs_dir: Path) -> str:
@@ -75,24 +77,71 @@ def run_costs(runs_dir: Path) -> str:
             f"| {train_minutes_range(runs)} min "
             f"| {max(r['env']['peak_rss_gb'] for r in runs):.2f} GB |"
         )
-    return "\n".join(lines) + "\n" + regeneration(runs_dir)
+    return "\n".join(lines) + "\n" + regeneration(runs_dir) + search_cost(runs_dir)
+
+
+def _stretches(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Overlapping (start, finish) intervals merged into the stretches of time when at least one was going."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, finish in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], finish))
+        else:
+            merged.append((start, finish))
+    return merged
+
+
+def _minutes(stretches: list[tuple[datetime, datetime]]) -> float:
+    return sum((finish - start).total_seconds() for start, finish in stretches) / 60
+
+
+def _when(stretches: list[tuple[datetime, datetime]]) -> str:
+    return ", ".join(f"{start:%Y-%m-%d %H:%M}–{finish:%H:%M}" for start, finish in stretches)
 
 
 def regeneration(runs_dir: Path) -> str:
-    """The wall time of the last regeneration, from the runs' own markers: first start to last finish, when every
-    reference run was made by one code version (one `make reference`); otherwise which versions made them."""
+    """What regenerating the reference runs took, from the runs' own markers: the wall time during which at least
+    one run was going (an interrupted `make reference` resumes later, and the pause is not counted), when every
+    run was made by one code version; otherwise which versions made them."""
     folders = [f for key in ROWS for f in sorted((runs_dir / key).glob("seed*")) if (f / "COMPLETE").is_file()]
     markers = [json.loads((f / "COMPLETE").read_text()) for f in folders]
     versions = {m["code_version"].split(" ")[0] for m in markers}
     if len(versions) > 1 or not all((f / "STARTED").is_file() for f in folders):
         return f"\nThese {len(folders)} runs were made by {len(versions)} versions of the library.\n"
-    fmt = "%Y-%m-%d %H:%M:%S"
-    started = min(datetime.strptime(json.loads((f / "STARTED").read_text())["started"], fmt) for f in folders)
-    finished = max(datetime.strptime(m["finished"], fmt) for m in markers)
+    stretches = _stretches(
+        [
+            (
+                datetime.strptime(json.loads((f / "STARTED").read_text())["started"], TIME_FORMAT),
+                datetime.strptime(m["finished"], TIME_FORMAT),
+            )
+            for f, m in zip(folders, markers, strict=True)
+        ]
+    )
+    sittings = "in one sitting" if len(stretches) == 1 else f"in {len(stretches)} sittings"
     return (
-        f"\nAll {len(folders)} runs were made by one version of the library ({versions.pop()}): "
-        f"{(finished - started).total_seconds() / 60:.0f} minutes of wall time from the first start "
-        f"({started:%Y-%m-%d %H:%M} UTC) to the last finish.\n"
+        f"\nAll {len(folders)} runs were made by one version of the library ({versions.pop()}), "
+        f"{sittings} ({_when(stretches)}): {_minutes(stretches):.0f} minutes of wall time while runs were going.\n"
+    )
+
+
+def search_cost(runs_dir: Path) -> str:
+    """What the search took: its runs' summed wall time, and the wall time while any of them was going (start =
+    finish minus the run's own wall time, as the search's runs predate the STARTED marker's timestamp)."""
+    folders = [f for f in sorted((runs_dir / "search").glob("*/seed*")) if (f / "COMPLETE").is_file()]
+    if not folders:
+        return ""
+    envs = [json.loads((f / "env.json").read_text()) for f in folders]
+    finished = [datetime.strptime(json.loads((f / "COMPLETE").read_text())["finished"], TIME_FORMAT) for f in folders]
+    stretches = _stretches(
+        [(end - timedelta(seconds=e["wall_seconds"]), end) for e, end in zip(envs, finished, strict=True)]
+    )
+    threads = sorted({e["torch_threads"] for e in envs})
+    steps = sorted({yaml.safe_load((f / "params.yaml").read_text())["num_steps"] for f in folders})
+    return (
+        f"\nThe search (`make search`: {len(folders)} runs of {'/'.join(map(str, steps))} steps, "
+        f"{'/'.join(map(str, threads))} torch thread(s) each): {sum(e['wall_seconds'] for e in envs) / 60:.0f} "
+        f"minutes of run time, {_minutes(stretches):.0f} minutes of wall time while its runs were going "
+        f"({_when(stretches)}).\n"
     )
 
 
@@ -130,7 +179,8 @@ def time_table(runs_dir: Path, target: float = TARGET_ACCURACY) -> str:
     if alone.is_file():
         measured = json.loads(alone.read_text())
         text += (
-            f"\nMeasured alone (`make time-to-accuracy`, nothing else running, target {measured['target']:g}):\n\n"
+            f"\nMeasured alone (`make time-to-accuracy`, nothing else running, target {measured['target']:g}; another "
+            "thread count rounds floats differently, so these runs do not retrace the reference runs above):\n\n"
             + markdown_table(tables.time_alone(measured))
         )
     return text
@@ -164,7 +214,7 @@ def memory(runs_dir: Path) -> str:
     def now(runs: list[dict]) -> list[float]:
         return [r["env"]["peak_rss_gb"] for r in runs if "val_accuracy" in r["log"]]  # this version's runs
 
-    v2_now = now(load_seeds(runs_dir, "v2_balanced")) or now(load_seeds(runs_dir, "memory/v2_balanced_10_steps"))
+    v2_now = now(load_seeds(runs_dir, "v2_balanced"))
     v4_now = now([r for key in EXTENDED_VARIANTS for r in load_seeds(runs_dir, key)])
     return (
         "| training process | frozen reference in memory (previous version) | without it (beta 0, this version) |\n"
@@ -180,9 +230,7 @@ def trl_comparison(runs_dir: Path) -> str:
     trl = json.loads((runs_dir / "bench_trl.json").read_text())
     bench = json.loads((runs_dir / "bench.json").read_text())
     row = trl["row"]
-    same = [
-        r for r in bench["rows"] if (r["precision"], r["B"], r["G"]) == (row["precision"], row["B"], row["G"])
-    ]
+    same = [r for r in bench["rows"] if (r["precision"], r["B"], r["G"]) == (row["precision"], row["B"], row["G"])]
     original = next(r for r in same if r["method"] == "original")
     lines = [
         f"| step (B={row['B']}, G={row['G']}, {row['precision']}, {trl['threads']} torch threads) "

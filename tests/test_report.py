@@ -32,7 +32,7 @@ HEADINGS = [
     "Results at the original's budget",
     "Beyond the original: why GRPO learns less than supervised learning",
     "What did it learn?",
-    "Ablations",
+    "Class weights under std scaling",
     "Discussion",
     "References",
     "Appendix: the search",
@@ -92,7 +92,7 @@ def test_prose_states_no_number_by_hand():
     for pattern in (r"```.*?```", r"\$\$.*?\$\$", r"\$[^$\n]+\$", r"`[^`\n]+`", r"\[@[^]]+\]", r"@\w+", r"\{#[^}]+\}"):
         text = re.sub(pattern, " ", text, flags=re.S)
     text = text.replace("SmolLM2-135M", " ").replace("A-2-3-4-5", " ").replace("Q-K-A-2-3", " ")
-    text = text.replace("Version 1", " ")  # names
+    text = re.sub(r"Version 1|\bv[1-4]\b", " ", text)  # names: of the first version, and of the variants
     from analysis.formatting import t975
     from pokerlib import LABELS
 
@@ -151,7 +151,7 @@ def t_interval(values: list[float]) -> str:
 
 
 def test_summary_numbers_and_ranking_match_the_runs(reference_report):
-    from analysis.variants import GRPO_BEST, SFT
+    from analysis.variants import GRPO_BEST, REWARD_ONLY_BEST, SFT
 
     html = reference_report.read_text()
     summary = html[html.index('id="summary"') : html.index('id="sec-task"')]
@@ -161,7 +161,7 @@ def test_summary_numbers_and_ranking_match_the_runs(reference_report):
         values = [json.loads(f.read_text())["finetuned"]["accuracy"] for f in folders]
         return t_interval(values), sum(values) / len(values)
 
-    for variant in ("v2_balanced", "v3_balanced_kl", GRPO_BEST, SFT):
+    for variant in ("v2_balanced", "v3_balanced_kl", GRPO_BEST, REWARD_ONLY_BEST, SFT):
         stated, _ = accuracy(variant)
         assert f"<strong>{stated}</strong>" in summary, (variant, stated)
     rewards = [json.loads(f.read_text())["finetuned"]["mean_reward"] for f in sorted(
@@ -169,6 +169,10 @@ def test_summary_numbers_and_ranking_match_the_runs(reference_report):
     assert f"<strong>{t_interval(rewards)}</strong>" in summary
     ranking = "below" if accuracy(GRPO_BEST)[1] < accuracy(SFT)[1] else "above"
     assert f"{ranking} the supervised yardstick" in text_of(summary)
+    v2, v4 = (yaml.safe_load((ROOT / f"results/{v}/seed0/params.yaml").read_text()) for v in ("v2_balanced", GRPO_BEST))
+    for key, words in (("num_steps", "steps"), ("batch_size", "prompts per step"), ("learning_rate", "learning rate")):
+        more = {True: ("more", "higher"), False: ("fewer", "lower")}[v4[key] > v2[key]]
+        assert v4[key] == v2[key] or any(f"{m} {words}" in text_of(summary) for m in more), key
 
 
 def test_render_errors_name_the_problem(tmp_path):
@@ -248,14 +252,19 @@ def test_report_in_a_real_browser(reference_report):
     assert len(result["maths"]) >= 10 and all(w > 0 for w in result["maths"])
 
 
-def test_readme_numbers_come_from_the_committed_runs():
+def _readme_assets():
     import importlib.util
-
-    from pokerlib.tools.bench import format_floor, format_table
 
     spec = importlib.util.spec_from_file_location("readme_assets", ROOT / "scripts" / "readme_assets.py")
     assets = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(assets)
+    return assets
+
+
+def test_readme_numbers_come_from_the_committed_runs():
+    from pokerlib.tools.bench import format_floor, format_table
+
+    assets = _readme_assets()
     readme = (ROOT / "README.md").read_text()
     assert assets.fill(readme, assets.blocks(ROOT / "results")) == readme  # every generated block is current
     figure = ROOT / "results" / "accuracy_curves.png"
@@ -263,3 +272,32 @@ def test_readme_numbers_come_from_the_committed_runs():
     bench = json.loads((ROOT / "results" / "bench.json").read_text())
     assert format_table(bench["rows"]) in readme
     assert format_floor(bench["memory_floor"]) in readme
+
+
+def test_regeneration_time_counts_only_the_stretches_with_runs_going(tmp_path):
+    """An interrupted `make reference` resumed later: the pause between sittings is not wall time it needed."""
+    assets = _readme_assets()
+
+    def run(folder: str, started: str, finished: str, version: str = "abc (git 1)", wall: float = 0.0) -> None:
+        path = tmp_path / folder
+        path.mkdir(parents=True)
+        (path / "STARTED").write_text(json.dumps({"started": f"2026-11-30 {started}"}))
+        (path / "COMPLETE").write_text(json.dumps({"finished": f"2026-11-30 {finished}", "code_version": version}))
+        (path / "env.json").write_text(json.dumps({"wall_seconds": wall, "torch_threads": 1}))
+        (path / "params.yaml").write_text("num_steps: 100\n")
+
+    run("v4_maxrl/seed0", "06:00:00", "06:30:00")
+    run("v4_maxrl/seed1", "06:10:00", "06:50:00")  # overlaps the first: one stretch 06:00-06:50
+    run("v2_balanced/seed0", "08:00:00", "08:10:00")  # after a pause of 70 minutes
+    text = assets.regeneration(tmp_path)
+    assert "All 3 runs were made by one version of the library (abc), in 2 sittings" in text
+    assert "06:00–06:50, 2026-11-30 08:00–08:10): 60 minutes of wall time" in text
+    run("v2_balanced/seed1", "08:05:00", "08:20:00", version="def (git 2)")
+    assert "These 4 runs were made by 2 versions" in assets.regeneration(tmp_path)
+
+    assert assets.search_cost(tmp_path) == ""
+    run("search/grpo/seed0", "00:00:00", "21:00:00", wall=600)  # started at 20:50 by its own wall time
+    run("search/grpo/seed1", "00:00:00", "21:05:00", wall=900)  # 20:50-21:05, overlapping
+    run("search/rft/seed0", "00:00:00", "22:00:00", wall=300)  # 21:55-22:00
+    text = assets.search_cost(tmp_path)
+    assert "3 runs of 100 steps, 1 torch thread(s) each): 30 minutes of run time, 20 minutes of wall time" in text
