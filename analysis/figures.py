@@ -18,6 +18,11 @@ plt.rcParams.update(
 CHANCE = 1 / len(LABELS)
 
 
+def common_end(runs: list[dict]) -> int:
+    """The last step every run trained: after it, a run that stopped early would leave the mean to the others."""
+    return min(int(r["log"]["step"].max()) for r in runs)
+
+
 def seed_curves(ax, runs: list[dict], column: str, window: int, key: str) -> None:
     """A log column's rolling mean over steps: each seed a thin line, their mean a thick one.
 
@@ -27,15 +32,16 @@ def seed_curves(ax, runs: list[dict], column: str, window: int, key: str) -> Non
     curves = pd.DataFrame(  # indexed by step: a seed that stopped early leaves NaN after its last step
         {i: r["log"].set_index("step")[column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)}
     )
-    steps, mean, n = curves.index, curves.mean(axis=1), len(runs)
+    steps, n = curves.index, len(runs)
+    mean = curves.loc[: common_end(runs)].mean(axis=1)  # a mean only while every seed is training
     label = f"{name(key)} (mean of {n} seeds)" if n > 1 else f"{name(key)} (1 seed)"
-    (line,) = ax.plot(steps, mean, color=color(key), linewidth=2, label=label)
+    (line,) = ax.plot(mean.index, mean, color=color(key), linewidth=2, label=label)
     if n <= 3:
         for i in curves:
             ax.plot(steps, curves[i], color=line.get_color(), linewidth=0.7, alpha=0.45)
     else:
-        half = np.array([mean_ci(row)[1] for row in curves.values])
-        ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+        half = np.array([mean_ci(row)[1] for row in curves.loc[mean.index].values])
+        ax.fill_between(mean.index, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
 def legend_below(fig, ax, ncol: int = 3) -> None:
@@ -67,28 +73,20 @@ def curves(
     return fig
 
 
-def objective_weights(gold_prob: dict[str, pd.DataFrame] | None = None):
-    """c(p), the weight each objective's expected update puts on grad log p(gold), against p; beside it,
-    where the training prompts' p(gold) sits as training goes (when runs are given)."""
+def objective_weights():
+    """c(p), the weight each objective's expected update puts on grad log p(gold), against p."""
     p = np.linspace(0.001, 0.98, 400)
-    panels = 2 if gold_prob else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 3.9), squeeze=False)
-    ax = axes[0][0]
+    fig, ax = plt.subplots(figsize=(6.2, 3.9))
     for objective, label in (
         ("grpo", "GRPO: √(p/(1−p))"),
         ("dr_grpo", "Dr. GRPO: w·p (w = 1)"),
         ("maxrl", "MaxRL, RFT: 1"),
         ("sft", "SFT: 1"),
     ):
-        style = {"linestyle": "--"} if objective == "sft" else {}
-        ax.plot(
-            p,
-            [objective_weight(x, objective) for x in p],
-            color=OBJECTIVE_COLORS[objective],
-            label=label,
-            linewidth=2,
-            **style,
-        )
+        # MaxRL's line is drawn wide under SFT's dashed one, so that both stay visible where they coincide
+        width = 5 if objective == "maxrl" else 2
+        style = {"linestyle": "--", "linewidth": width} if objective == "sft" else {"linewidth": width}
+        ax.plot(p, [objective_weight(x, objective) for x in p], color=OBJECTIVE_COLORS[objective], label=label, **style)
     ax.set(
         xlabel="p = probability of the gold label",
         ylabel="c(p)",
@@ -97,14 +95,21 @@ def objective_weights(gold_prob: dict[str, pd.DataFrame] | None = None):
         title="Weight on grad log p(gold), as G → ∞",
     )
     ax.legend(loc="upper left", frameon=False)
-    if gold_prob:
-        ax2 = axes[0][1]
-        for key, frame in gold_prob.items():
-            ax2.plot(frame.index, frame.values, color=color(key), linewidth=0.8, alpha=0.5)
-            ax2.plot([], [], color=color(key), label=name(key))
-        ax2.set(xlabel="training step", ylabel="p(gold)", ylim=(0, 1), title="p(gold) of the step's prompts")
-        ax2.legend(loc="upper left", frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def gold_prob_panels(gold_prob: dict[str, pd.DataFrame]):
+    """One panel per run: p(gold) of the step's training prompts, one line per hand type."""
+    fig, axes = plt.subplots(1, len(gold_prob), figsize=(4.2 * len(gold_prob), 3.6), sharey=True, squeeze=False)
+    palette = plt.get_cmap("tab10")
+    for ax, (key, frame) in zip(axes[0], gold_prob.items(), strict=True):
+        for i, column in enumerate(frame):
+            label = column.removeprefix("gold_prob/") if "/" in column else "all hand types"
+            ax.plot(frame.index, frame[column], color=palette(i), linewidth=1.2, label=label)
+        ax.set(title=name(key), xlabel="training step", ylim=(0, 1))
+    axes[0][0].set_ylabel("p(gold)")
+    legend_below(fig, axes[0][0], ncol=4)
     return fig
 
 
@@ -218,7 +223,7 @@ def confusion_grid(panels: dict[str, dict], ncols: int = 2):
 
 def validation_curves(groups: dict[str, list[dict]], target: float | None = None):
     """Greedy accuracy on the validation hands at the steps where it was measured: thin lines are seeds,
-    thick the mean over the seeds still training; stars mark the weights each seed was scored with (its best
+    thick their mean while every seed is training; stars mark the weights each seed was scored with (its best
     validation step); a dotted line at chance and, if given, a dashed one at the target."""
     fig, ax = plt.subplots(figsize=(8.5, 3.9))
     for key, runs in groups.items():
@@ -230,7 +235,8 @@ def validation_curves(groups: dict[str, list[dict]], target: float | None = None
             if "best_val_step" in log:  # the weights the test hands were scored with
                 best = log[log["step"] == log["best_val_step"].iloc[-1]]
                 ax.plot(best["step"], best["val_accuracy"], color=color(key), marker="*", markersize=11, linestyle="")
-        mean = pd.concat([log.set_index("step")["val_accuracy"] for log in logs], axis=1).mean(axis=1)
+        end = min(int(log["step"].max()) for log in logs)  # the mean only while every seed is training
+        mean = pd.concat([log.set_index("step")["val_accuracy"] for log in logs], axis=1).loc[:end].mean(axis=1)
         ax.plot(
             mean.index,
             mean.values,
@@ -269,7 +275,7 @@ def lost_prompts(groups: dict[str, list[dict]], shares: dict[str, list[pd.Series
             }
         )
         steps = curves.index
-        axes[1].plot(steps, curves.mean(axis=1), color=color(key), linewidth=2)
+        axes[1].plot(curves.loc[: common_end(runs)].mean(axis=1), color=color(key), linewidth=2)
         for i in curves:
             axes[1].plot(steps, curves[i], color=color(key), linewidth=0.7, alpha=0.45)
     axes[0].set(title=f"prompts with p(gold) < 0.01 ({window}-step mean)", xlabel="training step", ylim=(0, 1))

@@ -51,16 +51,14 @@ def weight_on_lost_prompts(log: pd.DataFrame, advantage: str, threshold: float =
     return (lost / total.where(total > 0)).fillna(0.0)
 
 
-def time_to_accuracy(log: pd.DataFrame, target: float) -> tuple[float, float, int | None]:
-    """(training seconds until validation accuracy first reaches `target` or until the best, that best
-    accuracy, the step or None if never reached). Training seconds sum `step_seconds`, evaluation excluded."""
+def time_to_accuracy(log: pd.DataFrame, target: float) -> tuple[float, float, int, bool]:
+    """(training seconds until validation accuracy first reaches `target`, or until the best if it never does;
+    that accuracy; its step; whether the target was reached). Training seconds sum `step_seconds`, evaluation
+    excluded."""
     evaluated = log[log["val_accuracy"].notna()] if "val_accuracy" in log else log.iloc[0:0]
     if evaluated.empty:
         raise ValueError("the training log has no validation accuracy: run with n_per_class_val > 0")
     seconds = log["step_seconds"].cumsum()
     reached = evaluated[evaluated["val_accuracy"] >= target]
-    if not reached.empty:
-        row = reached.iloc[0]
-        return float(seconds[row.name]), float(row["val_accuracy"]), int(row["step"])
-    best = evaluated.loc[evaluated["val_accuracy"].idxmax()]
-    return float(seconds[best.name]), float(best["val_accuracy"]), None
+    row = reached.iloc[0] if not reached.empty else evaluated.loc[evaluated["val_accuracy"].idxmax()]
+    return float(seconds[row.name]), float(row["val_accuracy"]), int(row["step"]), not reached.empty

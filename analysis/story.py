@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pokerlib import LABELS
+from pokerlib import LABEL_WEIGHTS, LABELS
 from pokerlib.metrics import LOW_GOLD_PROB
 from pokerlib.objectives import objective_weight
 
@@ -35,6 +35,23 @@ def headline(groups: dict[str, list[dict]]) -> dict[str, str]:
     return numbers
 
 
+def budget_change(groups: dict[str, list[dict]]) -> str:
+    """How the larger-budget GRPO run's budget differs from v2's, in words read from their parameters."""
+    if GRPO_BEST not in groups:
+        return "a larger budget"
+    before, after = groups[ORIGINAL_VARIANTS[1]][0]["params"], groups[GRPO_BEST][0]["params"]
+    words = {"num_steps": "steps", "batch_size": "prompts per step", "num_generations": "samples per prompt",
+             "learning_rate": "learning rate"}  # fmt: skip
+    changes = [
+        f"{'more' if after[k] > before[k] else 'fewer'} {w}"
+        if w != "learning rate"
+        else f"a {'higher' if after[k] > before[k] else 'lower'} {w}"
+        for k, w in words.items()
+        if after[k] != before[k]
+    ]
+    return ", ".join(changes) or "the same budget"
+
+
 def summary(groups: dict[str, list[dict]]) -> str:
     """The summary at the top of the report, as markdown in a `.summary` block."""
     h = headline(groups)
@@ -42,20 +59,23 @@ def summary(groups: dict[str, list[dict]]) -> str:
     lines = [
         "::: {.summary}",
         f"**What was reproduced.** GRPO fine-tuning of SmolLM2-135M to name the type of a 5-card poker hand, in "
-        f"the original experiment's three variants at its budget ({h['seeds']} seeds each), then at a larger "
-        f"budget beside a supervised yardstick. Accuracies are on {h['held-out']} held-out hands, mean ± 95% Student-t "
+        f"the original experiment's three variants at its budget ({h['seeds']} seeds each), then with settings that "
+        f"let it learn ({budget_change(groups)}: @sec-extended) beside a supervised yardstick. Accuracies are "
+        f"on {h['held-out']} held-out hands, mean ± 95% Student-t "
         "interval over seeds.",
         "",
-        f"**Headline.** At the original's budget nothing learns beyond a label prior: *{v2}* ends at "
+        f"**Headline.** At the original's budget nothing learns beyond a label prior (the same one or two answers "
+        f"whatever the hand): *{v2}* ends at "
         f"**{h['v2 accuracy']}** accuracy and *{v3}* at **{h['v3 accuracy']}** (chance: {num(1 / len(LABELS))}). "
         f"The reward of "
-        f"*{v1}*, **{h['v1 reward']}**, is the share of high-card hands: its reward read the prompt, every "
+        f"*{v1}*, **{h['v1 reward']}**, is the share of high-card hands, at an accuracy of "
+        f"{ci(accuracies(groups[ORIGINAL_VARIANTS[0]]))}: its reward read the prompt, every "
         f"advantage was zero, and the optimizer updated the model {h['v1 updates']} times in all its seeds.",
     ]
     if "GRPO accuracy" in h and "SFT accuracy" in h:
         gap = "below" if mean_ci(accuracies(groups[GRPO_BEST]))[0] < mean_ci(accuracies(groups[SFT]))[0] else "above"
         lines.append(
-            f"With a larger budget *{name(GRPO_BEST)}* reaches **{h['GRPO accuracy']}** "
+            f"With those settings *{name(GRPO_BEST)}* reaches **{h['GRPO accuracy']}** "
             f"({h['GRPO seeds']}), {gap} the supervised yardstick *{name(SFT)}* at **{h['SFT accuracy']}** "
             f"({h['SFT seeds']}) on the same hands and steps."
         )
@@ -74,7 +94,7 @@ def summary(groups: dict[str, list[dict]]) -> str:
         "**What GRPO does and does not learn here.** It learns only from groups whose rewards differ, and its "
         "expected update weights a prompt by $\\sqrt{p/(1-p)}$, where $p$ is the probability of the gold "
         "label (@fig-weights): it keeps sharpening the hands it already gets right and barely moves the ones "
-        "it gets wrong, where supervised learning pushes hardest.",
+        "it gets wrong, which supervised learning pushes as hard as any other ($c = 1$).",
         ":::",
     ]
     return "\n".join(lines)
@@ -200,14 +220,23 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
     def late_share(key):
         return ci((second_half(s) for s in shares[key]), 4)
 
+    def per_prompt(key, runs):  # weight share over prompt share: 1 when a lost prompt weighs what any prompt does
+        pairs = zip(shares[key], runs, strict=True)
+        ratios = [second_half(s) / second_half(r["log"]["frac_gold_prob_low"]) for s, r in pairs]
+        return ci(ratios, 3)
+
     low, high = LOW_GOLD_PROB, 0.9
     return (
         f"Over the second half of training, *{name(GRPO_BEST)}* had {late(grpo, 'frac_gold_prob_low')} of each "
         f"step's prompts with p(gold) below {low}, against {late(maxrl, 'frac_gold_prob_low')} for "
         f"*{name(REWARD_ONLY_BEST)}*. Those prompts are the ones a policy must fix to improve, yet they received "
         f"{late_share(GRPO_BEST)} of GRPO's update weight, where MaxRL gave its lost prompts "
-        f"{late_share(REWARD_ONLY_BEST)} of its own (mean over {seed_count(grpo)} and {seed_count(maxrl)} of the "
-        "per-step share, with 95% intervals where there are several seeds). With c(p) = √(p/(1−p)), a prompt at "
+        f"{late_share(REWARD_ONLY_BEST)} of its own. Divided by their share of the prompts, a lost prompt weighed "
+        f"{per_prompt(GRPO_BEST, grpo)} of an average prompt under GRPO and {per_prompt(REWARD_ONLY_BEST, maxrl)} "
+        "under MaxRL, whose c(p) is 1 at every p above zero. (Each seed's per-step shares are "
+        "averaged over its own second half, then over the seeds, "
+        f"{seed_count(grpo)} of GRPO and {seed_count(maxrl)} of MaxRL, with 95% intervals where there are several; "
+        "c(p) is the weight in the limit of many samples.) With c(p) = √(p/(1−p)), a prompt at "
         f"p = {low} weighs {objective_weight(low, 'grpo'):.2f} and one at p = {high} weighs "
         f"{objective_weight(high, 'grpo'):.2f}: GRPO keeps sharpening what it already answers and abandons what it "
         "does not."
@@ -282,3 +311,60 @@ def provenance(groups: dict[str, list[dict]]) -> str:
         "first steps with this code gives bit-identical training logs (`scripts/check_unchanged.py`). They lack "
         "the validation and per-class columns."
     )
+
+
+def weight_collapse(search_runs: dict[str, list[dict]]) -> str:
+    """What the search's `dr_grpo` runs answered on the validation hands, when every seed gave one label to all."""
+    runs = search_runs.get("dr_grpo", [])
+    answers = [r["predictions"].query("model == 'finetuned'")["predicted"] for r in runs]
+    if not answers or any(a.nunique() != 1 for a in answers) or len({a.iloc[0] for a in answers}) != 1:
+        return ""
+    label = answers[0].iloc[0]
+    return (
+        f"Without the division the weights do act, and in the search they took over: every one of the "
+        f"{seed_count(runs)} of `dr_grpo` (@sec-search) ended answering *{label}*, the label of weight "
+        f"{num(LABEL_WEIGHTS[label], 1)}, to all {len(answers[0])} of its validation hands. Its advantage "
+        "$r - \\bar r$ grows with $w$, and so does its $c = wp$: a hand of the heaviest type pushes hardest."
+    )
+
+
+def learned(extended: dict[str, list[dict]]) -> str:
+    """What the confusion matrices show, per larger-budget run (seed 0, as drawn): its largest confusion and the
+    hand types it never names."""
+    sentences = []
+    for key, runs in extended.items():
+        run = runs[0]
+        confusion = run["eval"]["finetuned"]["confusion"]
+        wrong = [(n, gold, said) for gold, row in confusion.items() for said, n in row.items() if said != gold]
+        count, gold, said = max(wrong)
+        never = [label for label in LABELS if not any(row.get(label, 0) for row in confusion.values())]
+        text = (
+            f"*{name(key)}* (seed {run['params']['seed']}) calls {count} of its {sum(confusion[gold].values())} "
+            f"*{gold}* hands *{said}*"
+        )
+        if never:
+            text += ", and never answers " + " or ".join(f"*{label}*" for label in never)
+        sentences.append(text + ".")
+    return " ".join(sentences)
+
+
+def fallen_types(gold_prob: dict) -> str:
+    """From the per-class p(gold) curves of seed 0: the hand types a run let fall below LOW_GOLD_PROB by its
+    last step, each with the peak it had reached; for the runs that kept every type, their lowest final p(gold)."""
+    fallen, kept = [], []
+    for key, frame in gold_prob.items():
+        last, peak = frame.iloc[-1], frame.max()
+        lost = [c for c in frame if last[c] < LOW_GOLD_PROB]
+        if lost:
+            types = ", ".join(f"*{c.removeprefix('gold_prob/')}* (peak {num(peak[c], 2)})" for c in lost)
+            rose = all(peak[c] > frame[c].iloc[0] for c in lost)
+            fallen.append(
+                f"seed 0 of *{name(key)}* ended with {len(lost)} of {len(frame.columns)} hand types below "
+                f"p(gold) = {LOW_GOLD_PROB}, " + ("each after having risen: " if rose else "with their peaks: ") + types
+            )
+        else:
+            kept.append(f"{num(last.min(), 2)} in *{name(key)}*")
+    text = "; ".join(fallen)
+    if kept:
+        text += ("; " if text else "") + "the lowest final p(gold) of any hand type was " + " and ".join(kept)
+    return (text[0].upper() + text[1:] + ".") if text else ""

@@ -48,6 +48,26 @@ def results(groups: dict[str, list[dict]]) -> pd.DataFrame:
     return frame.loc[:, (frame != "–").any()]  # no column that says nothing
 
 
+def settings(groups: dict[str, list[dict]]) -> pd.DataFrame:
+    """What each variant ran with, read from its seed 0's parameters: the budget, data, decoding, reward and KL."""
+    rows = []
+    for key, runs in groups.items():
+        p = runs[0]["params"]
+        rows.append(
+            {
+                "variant": name(key),
+                "steps × B × G": f"{p['num_steps']} × {p['batch_size']} × {p['num_generations']}",
+                "learning rate": f"{p['learning_rate']:g}",
+                "hands": p["dataset"],
+                "decoding": p["decoding"],
+                "reward": p["reward"],
+                "KL": f"beta {p['beta']:g}, in the {p['kl_mode']}" if p["beta"] > 0 else "off",
+                "log-probabilities": p["logprob_space"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def seeds(groups: dict[str, list[dict]]) -> pd.DataFrame:
     """One row per seed of each variant: what its fine-tuned model does on the held-out hands."""
     rows = []
@@ -196,14 +216,14 @@ def time_to_accuracy(groups: dict[str, list[dict]], target: float) -> pd.DataFra
         if not runs:
             continue
         results = [objectives.time_to_accuracy(r["log"], target) for r in runs]
-        reached = [step for _, _, step in results if step is not None]
+        reached = [step for _, _, step, hit in results if hit]
         rows.append(
             {
                 "variant": name(key),
                 "seeds reaching it": f"{len(reached)} of {len(runs)}",
-                "training minutes until then (or until the best)": ", ".join(num(sec / 60, 1) for sec, _, _ in results),
-                "validation accuracy then": ", ".join(num(acc) for _, acc, _ in results),
-                "steps": ", ".join(str(step) if step is not None else "–" for _, _, step in results),
+                "training minutes until then (or until the best)": ", ".join(num(sec / 60, 1) for sec, *_ in results),
+                "validation accuracy then": ", ".join(num(acc) for _, acc, _, _ in results),
+                "steps": ", ".join(str(step) + ("" if hit else " (best)") for _, _, step, hit in results),
                 "torch threads": ", ".join(sorted({str(r["env"]["torch_threads"]) for r in runs})),
             }
         )

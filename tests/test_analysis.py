@@ -106,3 +106,43 @@ def test_objective_weight_figure_draws_the_library_curves():
     p, c = grpo.get_xdata()[100], grpo.get_ydata()[100]
     assert c == pytest.approx(objective_weight(p, "grpo")) == pytest.approx(math.sqrt(p / (1 - p)))
     assert set(lines["SFT: 1"].get_ydata()) == {1.0}
+
+
+def test_mean_curve_ends_where_the_first_seed_stopped():
+    """A seed that stopped early must not leave the 'mean of 3 seeds' line to the others."""
+    from matplotlib import pyplot as plt
+
+    from analysis.figures import seed_curves
+
+    runs = [{"log": pd.DataFrame({"step": range(1, n + 1), "reward": [float(i)] * n})} for i, n in enumerate((6, 4, 6))]
+    fig, ax = plt.subplots()
+    seed_curves(ax, runs, "reward", 1, "v4_grpo")
+    mean, *seeds = ax.get_lines()
+    assert list(mean.get_xdata()) == [1, 2, 3, 4] and set(mean.get_ydata()) == {1.0}  # (0 + 1 + 2) / 3
+    assert [len(line.get_xdata()) for line in seeds] == [6, 6, 6]  # the seeds' own lines run to their ends
+    plt.close(fig)
+
+
+def test_learned_names_the_largest_confusion_and_the_labels_never_given():
+    from analysis import story
+
+    row = dict.fromkeys([*LABELS, "invalid"], 0)
+    confusion = {label: {**row, label: 5} for label in LABELS}  # every hand right ...
+    confusion["straight"] = {**row, "high card": 4, "one pair": 1}  # ... but straights: 4 called high card
+    run = {"params": {"seed": 2}, "eval": {"finetuned": {"confusion": confusion}}}
+    assert story.learned({"v4_grpo": [run]}) == (
+        "*v4 GRPO* (seed 2) calls 4 of its 5 *straight* hands *high card*, and never answers *straight*."
+    )
+
+
+def test_fallen_types_lists_the_hand_types_a_run_lost_with_their_peaks():
+    from analysis import story
+
+    frames = {
+        "v4_grpo": pd.DataFrame({"gold_prob/flush": [0.1, 0.9, 0.005], "gold_prob/straight": [0.1, 0.5, 0.6]}),
+        "v4_maxrl": pd.DataFrame({"gold_prob/flush": [0.1, 0.3, 0.4], "gold_prob/straight": [0.1, 0.5, 0.7]}),
+    }
+    assert story.fallen_types(frames) == (
+        "Seed 0 of *v4 GRPO* ended with 1 of 2 hand types below p(gold) = 0.01, each after having risen: "
+        "*flush* (peak 0.90); the lowest final p(gold) of any hand type was 0.40 in *v4 MaxRL*."
+    )

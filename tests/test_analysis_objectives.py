@@ -50,9 +50,9 @@ def test_time_to_accuracy_sums_training_seconds_up_to_the_first_evaluation_at_th
             "val_accuracy": [float("nan"), 0.5, float("nan"), 0.9],
         }
     )
-    assert time_to_accuracy(log, 0.85) == (10.0, 0.9, 4)
-    assert time_to_accuracy(log, 0.4) == (3.0, 0.5, 2)
-    assert time_to_accuracy(log, 0.95) == (10.0, 0.9, None)  # never reached: the best, and when
+    assert time_to_accuracy(log, 0.85) == (10.0, 0.9, 4, True)
+    assert time_to_accuracy(log, 0.4) == (3.0, 0.5, 2, True)
+    assert time_to_accuracy(log, 0.95) == (10.0, 0.9, 4, False)  # never reached: the best, and when
     with pytest.raises(ValueError, match="no validation accuracy"):
         time_to_accuracy(log.drop(columns="val_accuracy"), 0.5)
 

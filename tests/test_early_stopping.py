@@ -69,8 +69,16 @@ class ScriptedValidation:
 
 def small_config(**overrides) -> RunConfig:
     values = dict(
-        model="tiny", num_steps=12, batch_size=2, num_generations=4, learning_rate=1e-3, val_every=2,
-        n_per_class_train=4, n_per_class_eval=1, n_per_class_val=1, decoding="constrained",
+        model="tiny",
+        num_steps=12,
+        batch_size=2,
+        num_generations=4,
+        learning_rate=1e-3,
+        val_every=2,
+        n_per_class_train=4,
+        n_per_class_eval=1,
+        n_per_class_val=1,
+        decoding="constrained",
         logprob_space="constrained",
     )
     return RunConfig(**{**values, **overrides})
@@ -157,4 +165,3 @@ def test_time_to_accuracy_stops_at_the_first_validation_reaching_the_target(tmp_
     assert row["train_seconds"] > 0 and row["val_accuracy"] >= 0.01
     refused = run_cli("time-to-accuracy", "params/v2_balanced.yaml", "--target", "1.5", check=False)
     assert refused.returncode == 1 and "--target is a validation accuracy in (0, 1]" in refused.stderr
-
