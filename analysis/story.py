@@ -221,9 +221,12 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
         return ci((second_half(s) for s in shares[key]), 4)
 
     def per_prompt(key, runs):  # weight share over prompt share: 1 when a lost prompt weighs what any prompt does
-        pairs = zip(shares[key], runs, strict=True)
-        ratios = [second_half(s) / second_half(r["log"]["frac_gold_prob_low"]) for s, r in pairs]
-        return ci(ratios, 3)
+        pairs = [
+            (second_half(s), second_half(r["log"]["frac_gold_prob_low"]))
+            for s, r in zip(shares[key], runs, strict=True)
+        ]
+        ratios = [weight / prompts for weight, prompts in pairs if prompts > 0]  # a seed with no lost prompt has none
+        return ci(ratios, 3) if ratios else "nothing (it had no lost prompts)"
 
     low, high = LOW_GOLD_PROB, 0.9
     return (
