@@ -3,10 +3,12 @@ and how long each objective takes to reach an accuracy."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import torch
 
 from pokerlib.metrics import LOW_GOLD_PROB
-from pokerlib.objectives import objective_weight
+from pokerlib.objectives import group_advantages
 from pokerlib.oracle import LABEL_WEIGHTS, LABELS
 
 TARGET_ACCURACY = 0.85  # the accuracy a reward-only objective should reach, for time-to-accuracy
@@ -38,13 +40,52 @@ def gold_probs(log: pd.DataFrame) -> pd.DataFrame:
     return log[columns].rename(columns=lambda c: c.removeprefix("gold_prob/"))
 
 
-def weight_on_lost_prompts(log: pd.DataFrame, advantage: str, threshold: float = LOW_GOLD_PROB) -> pd.Series:
-    """Per step, the share of an objective's total weight c(p) that falls on prompts whose gold label has
+def group_weight(p, advantage: str, group_size: int, weight: float = 1.0) -> np.ndarray:
+    """c_G(p): an objective's expected update with groups of `group_size` samples, as a multiple of grad log p.
+
+    Unlike the G -> infinity c(p) of `pokerlib.objectives.objective_weight`, it is bounded: a group whose samples
+    all earn the same reward teaches nothing. It enumerates K, the group's rewarded samples (binomial), and takes
+    the library's own advantages for each K; in expectation a rewarded sample contributes grad log p and any
+    other one -p/(1-p) grad log p (the score function has mean zero)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)  # logged probabilities can round past 1
+    if advantage == "sft":
+        return np.ones_like(p)
+    g = group_size
+    k = torch.arange(g + 1, dtype=torch.float64)
+    rewards = (torch.arange(g)[None, :] < k[:, None]).to(torch.float64) * weight  # row K: K rewarded samples
+    adv = group_advantages(rewards, advantage)
+    right = torch.where(k > 0, adv[:, 0], 0.0) * k / g  # the rewarded samples' share times their advantage
+    wrong = torch.where(k < g, adv[:, -1], 0.0) * (g - k) / g
+    probs = torch.as_tensor(p)[:, None] if p.ndim else torch.as_tensor(p)[None, None]
+    log_choose = (
+        torch.lgamma(torch.tensor(g + 1.0, dtype=torch.float64)) - torch.lgamma(k + 1) - torch.lgamma(g - k + 1)
+    )
+    log_p, log_q = torch.log(probs), torch.log1p(-probs)
+    pmf = torch.exp(log_choose + torch.nan_to_num(k * log_p, nan=0.0) + torch.nan_to_num((g - k) * log_q, nan=0.0))
+    # P(K) * p / (1 - p), written so that it stays finite at p = 1 (only K < G has wrong samples)
+    shifted = torch.exp(
+        log_choose + torch.nan_to_num((k + 1) * log_p, nan=0.0) + torch.nan_to_num((g - k - 1) * log_q, nan=0.0)
+    )
+    shifted = torch.where(k < g, shifted, 0.0)
+    c = (pmf * right).sum(dim=1) - (shifted * wrong).sum(dim=1)
+    return c.numpy() if p.ndim else c.numpy()[0]
+
+
+def weight_on_lost_prompts(
+    log: pd.DataFrame, advantage: str, group_size: int, threshold: float = LOW_GOLD_PROB
+) -> pd.Series:
+    """Per step, the share of an objective's total weight c_G(p) that falls on prompts whose gold label has
     probability below `threshold`: near 0 means the update ignores what the policy gets wrong. Reads the
     per-class columns, one prompt per class per step with stratified batches of 8."""
     probs = gold_probs(log)
-    weights = probs.apply(
-        lambda col: col.map(lambda p: objective_weight(p, advantage, LABEL_WEIGHTS[col.name]) if p == p else 0.0)
+    weights = pd.DataFrame(
+        {
+            label: np.where(
+                col.notna(), group_weight(col.fillna(0.0).to_numpy(), advantage, group_size, LABEL_WEIGHTS[label]), 0.0
+            )
+            for label, col in probs.items()
+        },
+        index=probs.index,
     )
     lost = weights.where(probs < threshold, 0.0).sum(axis=1)
     total = weights.sum(axis=1)

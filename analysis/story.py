@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pokerlib import LABEL_WEIGHTS, LABELS
 from pokerlib.metrics import LOW_GOLD_PROB
-from pokerlib.objectives import objective_weight
 
 from .formatting import ci, num
-from .objectives import best_of, logging, weight_on_lost_prompts
+from .objectives import best_of, group_weight, logging, weight_on_lost_prompts
 from .runs import mean_ci, mutual_information_bits
 from .variants import GRPO_BEST, ORIGINAL_VARIANTS, REWARD_ONLY_BEST, SFT, name
 
@@ -93,8 +92,8 @@ def summary(groups: dict[str, list[dict]]) -> str:
         "",
         "**What GRPO does and does not learn here.** It learns only from groups whose rewards differ, and its "
         "expected update weights a prompt by $\\sqrt{p/(1-p)}$, where $p$ is the probability of the gold "
-        "label (@fig-weights): it keeps sharpening the hands it already gets right and barely moves the ones "
-        "it gets wrong, which supervised learning pushes as hard as any other ($c = 1$).",
+        "label (@fig-weights): compared with supervised learning at the same $p$ ($c = 1$), it pushes harder on "
+        "the hands it already gets right and much less on the ones it gets wrong.",
         ":::",
     ]
     return "\n".join(lines)
@@ -200,7 +199,10 @@ def lost_weight_shares(extended: dict[str, list[dict]]) -> dict[str, list]:
     shares = {}
     for key, runs in extended.items():
         objective = "sft" if runs[0]["params"].get("objective") == "sft" else runs[0]["params"].get("advantage", "grpo")
-        shares[key] = [weight_on_lost_prompts(r["log"], objective) for r in logging(runs, "frac_gold_prob_low")]
+        shares[key] = [
+            weight_on_lost_prompts(r["log"], objective, r["params"]["num_generations"])
+            for r in logging(runs, "frac_gold_prob_low")
+        ]
     return shares
 
 
@@ -228,7 +230,7 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
         ratios = [weight / prompts for weight, prompts in pairs if prompts > 0]  # a seed with no lost prompt has none
         return ci(ratios, 3) if ratios else "nothing (it had no lost prompts)"
 
-    low, high = LOW_GOLD_PROB, 0.9
+    low, high, g = LOW_GOLD_PROB, 0.9, grpo[0]["params"]["num_generations"]
     return (
         f"Over the second half of training, *{name(GRPO_BEST)}* had {late(grpo, 'frac_gold_prob_low')} of each "
         f"step's prompts with p(gold) below {low}, against {late(maxrl, 'frac_gold_prob_low')} for "
@@ -236,13 +238,15 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
         f"{late_share(GRPO_BEST)} of GRPO's update weight, where MaxRL gave its lost prompts "
         f"{late_share(REWARD_ONLY_BEST)} of its own. Divided by their share of the prompts, a lost prompt weighed "
         f"{per_prompt(GRPO_BEST, grpo)} of an average prompt under GRPO and {per_prompt(REWARD_ONLY_BEST, maxrl)} "
-        "under MaxRL, whose c(p) is 1 at every p above zero. (Each seed's per-step shares are "
-        "averaged over its own second half, then over the seeds, "
-        f"{seed_count(grpo)} of GRPO and {seed_count(maxrl)} of MaxRL, with 95% intervals where there are several; "
-        "c(p) is the weight in the limit of many samples.) With c(p) = √(p/(1−p)), a prompt at "
-        f"p = {low} weighs {objective_weight(low, 'grpo'):.2f} and one at p = {high} weighs "
-        f"{objective_weight(high, 'grpo'):.2f}: GRPO keeps sharpening what it already answers and abandons what it "
-        "does not."
+        "under MaxRL. (Each seed's per-step shares are averaged over its own second half, then over the seeds, "
+        f"{seed_count(grpo)} of GRPO and {seed_count(maxrl)} of MaxRL, with 95% intervals where there are several. "
+        f"The weights are those of the runs' own groups of G = {g} samples, computed from the library's advantages: "
+        "a group whose samples all earn the same reward adds nothing, so GRPO's weight stays finite near p = 1 and "
+        f"MaxRL's falls below 1 where a group rarely holds a right answer.) At equal p, the weights compare the "
+        f"updates directly: at p = {low}, GRPO's expected update on a prompt is {group_weight(low, 'grpo', g):.2f} "
+        f"times the supervised one and MaxRL's {group_weight(low, 'maxrl', g):.2f} times; at p = {high}, "
+        f"{group_weight(high, 'grpo', g):.2f} and {group_weight(high, 'maxrl', g):.2f}. GRPO gives the hands it gets "
+        "wrong a small fraction of the push supervised learning would, and the ones it gets right more."
     )
 
 
@@ -351,7 +355,7 @@ def learned(extended: dict[str, list[dict]]) -> str:
     return " ".join(sentences)
 
 
-def fallen_types(gold_prob: dict) -> str:
+def fallen_types(gold_prob: dict, scored: dict | None = None) -> str:
     """From the per-class p(gold) curves of seed 0: the hand types a run let fall below LOW_GOLD_PROB by its
     last step, each with the peak it had reached; for the runs that kept every type, their lowest final p(gold)."""
     fallen, kept = [], []
@@ -365,6 +369,9 @@ def fallen_types(gold_prob: dict) -> str:
                 f"seed 0 of *{name(key)}* ended with {len(lost)} of {len(frame.columns)} hand types below "
                 f"p(gold) = {LOW_GOLD_PROB}, " + ("each after having risen: " if rose else "with their peaks: ") + types
             )
+            step = (scored or {}).get(key)
+            if step is not None and step < frame.index.max():
+                fallen[-1] += f" (its test hands were scored with the weights of step {step}, before its last)"
         else:
             kept.append(f"{num(last.min(), 2)} in *{name(key)}*")
     text = "; ".join(fallen)

@@ -8,10 +8,12 @@ import pytest
 from analysis import tables
 from analysis.objectives import (
     best_of,
+    group_weight,
     time_to_accuracy,
     weight_on_lost_prompts,
 )
 from analysis.runs import load_seeds
+from pokerlib.objectives import objective_weight
 from pokerlib.oracle import LABELS
 from pokerlib.tools.runner import ROOT
 
@@ -20,14 +22,38 @@ def log_with_gold_probs(rows: list[dict[str, float]]) -> pd.DataFrame:
     return pd.DataFrame([{f"gold_prob/{label}": row.get(label, 0.5) for label in LABELS} for row in rows])
 
 
-def test_grpo_puts_almost_no_weight_on_a_lost_prompt_and_maxrl_its_fair_share():
+def grpo_weight_by_hand(p: float, g: int) -> float:
+    """GRPO's c_G(p) with the unbiased group std (its small epsilon neglected): E_K[sqrt(K(G-K)(G-1)/G^3)] / (1-p)."""
+    mean = sum(
+        math.comb(g, k) * p**k * (1 - p) ** (g - k) * math.sqrt(k * (g - k) * (g - 1) / g**3) for k in range(g + 1)
+    )
+    return mean / (1 - p)
+
+
+def test_group_weight_has_the_closed_forms_of_each_objective_and_tends_to_c_of_p():
+    g = 256
+    for p in (0.001, 0.01, 0.3, 0.9):
+        assert group_weight(p, "maxrl", g) == pytest.approx(1 - (1 - p) ** (g - 1), rel=1e-9)
+        assert group_weight(p, "rft", g) == pytest.approx(1 - (1 - p) ** g, rel=1e-9)
+        assert group_weight(p, "dr_grpo", g, weight=2.5) == pytest.approx(2.5 * p * (g - 1) / g, rel=1e-9)
+        assert group_weight(p, "grpo", g) == pytest.approx(grpo_weight_by_hand(p, g), rel=3e-3)  # epsilon: std >= 1/16
+        assert group_weight(p, "sft", g) == 1.0
+    assert group_weight(0.3, "grpo", 4096) == pytest.approx(objective_weight(0.3, "grpo"), rel=1e-3)  # G -> infinity
+    # bounded where c(p) is not: a logged probability that rounded past 1 gives GRPO's largest weight, (G-1)/sqrt(G)
+    assert group_weight(1.000001, "grpo", g) == pytest.approx((g - 1) / math.sqrt(g), rel=3e-3)
+    assert group_weight(0.0, "maxrl", g) == 0.0  # no rewarded sample, no update
+
+
+def test_grpo_puts_little_weight_on_a_lost_prompt_and_maxrl_nearly_its_fair_share():
+    g = 256
     log = log_with_gold_probs([{"flush": 0.001}, {}])
-    grpo = weight_on_lost_prompts(log, "grpo")
-    c_lost = math.sqrt(0.001 / 0.999)  # c(p) = sqrt(p / (1 - p)); the 7 others have p = 0.5, so c = 1
-    assert grpo[0] == pytest.approx(c_lost / (c_lost + 7), rel=1e-12)
+    grpo = weight_on_lost_prompts(log, "grpo", g)
+    c_lost, c_other = grpo_weight_by_hand(0.001, g), grpo_weight_by_hand(0.5, g)  # the 7 others have p = 0.5
+    assert grpo[0] == pytest.approx(c_lost / (c_lost + 7 * c_other), rel=3e-3)
     assert grpo[1] == 0.0  # no prompt lost
-    assert weight_on_lost_prompts(log, "maxrl")[0] == pytest.approx(1 / 8, rel=1e-12)
-    # dr_grpo: c = w p, with flush's weight 2.0 and the others' own weights
+    maxrl_lost, maxrl_other = 1 - 0.999 ** (g - 1), 1 - 0.5 ** (g - 1)
+    assert weight_on_lost_prompts(log, "maxrl", g)[0] == pytest.approx(maxrl_lost / (maxrl_lost + 7 * maxrl_other))
+    # dr_grpo: c = w p (G-1)/G, with flush's weight 2.0 and the others' own weights
     weights = {
         "high card": 1.0,
         "one pair": 1.0,
@@ -39,7 +65,7 @@ def test_grpo_puts_almost_no_weight_on_a_lost_prompt_and_maxrl_its_fair_share():
         "four of a kind": 3.0,
     }
     others = sum(0.5 * w for label, w in weights.items() if label != "flush")
-    assert weight_on_lost_prompts(log, "dr_grpo")[0] == pytest.approx(2.0 * 0.001 / (2.0 * 0.001 + others))
+    assert weight_on_lost_prompts(log, "dr_grpo", g)[0] == pytest.approx(2.0 * 0.001 / (2.0 * 0.001 + others))
 
 
 def test_time_to_accuracy_sums_training_seconds_up_to_the_first_evaluation_at_the_target():
