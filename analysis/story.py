@@ -378,3 +378,19 @@ def fallen_types(gold_prob: dict, scored: dict | None = None) -> str:
     if kept:
         text += ("; " if text else "") + "the lowest final p(gold) of any hand type was " + " and ".join(kept)
     return (text[0].upper() + text[1:] + ".") if text else ""
+
+
+def controlled_pair(extended: dict[str, list[dict]]) -> str:
+    """The one comparison the larger-budget runs control: GRPO against the reward-only objective, when their
+    parameters differ in `advantage` alone."""
+    if GRPO_BEST not in extended or REWARD_ONLY_BEST not in extended:
+        return ""
+    a, b = (extended[k][0]["params"] for k in (GRPO_BEST, REWARD_ONLY_BEST))
+    differ = sorted(k for k in set(a) | set(b) if k != "seed" and a.get(k) != b.get(k))
+    if differ != ["advantage"]:
+        return ""
+    return (
+        f"One comparison is controlled: *{name(GRPO_BEST)}* and *{name(REWARD_ONLY_BEST)}* differ in `advantage` "
+        "alone, on the same hands and seeds, so the gap between them is the advantage's own, at this "
+        "learning rate."
+    )

@@ -146,3 +146,15 @@ def test_fallen_types_lists_the_hand_types_a_run_lost_with_their_peaks():
         "Seed 0 of *v4 GRPO* ended with 1 of 2 hand types below p(gold) = 0.01, each after having risen: "
         "*flush* (peak 0.90); the lowest final p(gold) of any hand type was 0.40 in *v4 MaxRL*."
     )
+
+
+def test_controlled_pair_only_when_the_parameters_differ_in_the_advantage_alone():
+    from analysis import story
+
+    def runs(**params):
+        return [{"params": {"seed": 0, "learning_rate": 1e-4, **params}}]
+
+    same = {"v4_grpo": runs(advantage="grpo"), "v4_maxrl": runs(advantage="maxrl")}
+    assert "differ in `advantage` alone" in story.controlled_pair(same)
+    other = {"v4_grpo": runs(advantage="grpo"), "v4_maxrl": runs(advantage="maxrl", learning_rate=1e-5)}
+    assert story.controlled_pair(other) == ""
