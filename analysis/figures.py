@@ -18,9 +18,9 @@ plt.rcParams.update(
 CHANCE = 1 / len(LABELS)
 
 
-def common_end(runs: list[dict]) -> int:
-    """The last step every run trained: after it, a run that stopped early would leave the mean to the others."""
-    return min(int(r["log"]["step"].max()) for r in runs)
+def common_end(logs: list[pd.DataFrame]) -> int:
+    """The last step every run's log reaches: after it, a run that stopped early would leave the mean to the others."""
+    return min(int(log["step"].max()) for log in logs)
 
 
 def seed_curves(ax, runs: list[dict], column: str, window: int, key: str) -> None:
@@ -33,7 +33,7 @@ def seed_curves(ax, runs: list[dict], column: str, window: int, key: str) -> Non
         {i: r["log"].set_index("step")[column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)}
     )
     steps, n = curves.index, len(runs)
-    mean = curves.loc[: common_end(runs)].mean(axis=1)  # a mean only while every seed is training
+    mean = curves.loc[: common_end([r["log"] for r in runs])].mean(axis=1)  # a mean only while every seed is training
     label = f"{name(key)} (mean of {n} seeds)" if n > 1 else f"{name(key)} (1 seed)"
     (line,) = ax.plot(mean.index, mean, color=color(key), linewidth=2, label=label)
     if n <= 3:
@@ -235,8 +235,8 @@ def validation_curves(groups: dict[str, list[dict]], target: float | None = None
             if "best_val_step" in log:  # the weights the test hands were scored with
                 best = log[log["step"] == log["best_val_step"].iloc[-1]]
                 ax.plot(best["step"], best["val_accuracy"], color=color(key), marker="*", markersize=11, linestyle="")
-        end = min(int(log["step"].max()) for log in logs)  # the mean only while every seed is training
-        mean = pd.concat([log.set_index("step")["val_accuracy"] for log in logs], axis=1).loc[:end].mean(axis=1)
+        curves = pd.concat([log.set_index("step")["val_accuracy"] for log in logs], axis=1)
+        mean = curves.loc[: common_end(logs)].mean(axis=1)  # the mean only while every seed is training
         ax.plot(
             mean.index,
             mean.values,
@@ -275,7 +275,7 @@ def lost_prompts(groups: dict[str, list[dict]], shares: dict[str, list[pd.Series
             }
         )
         steps = curves.index
-        axes[1].plot(curves.loc[: common_end(runs)].mean(axis=1), color=color(key), linewidth=2)
+        axes[1].plot(curves.loc[: common_end([r["log"] for r in runs])].mean(axis=1), color=color(key), linewidth=2)
         for i in curves:
             axes[1].plot(steps, curves[i], color=color(key), linewidth=0.7, alpha=0.45)
     axes[0].set(title=f"prompts with p(gold) < 0.01 ({window}-step mean)", xlabel="training step", ylim=(0, 1))

@@ -339,12 +339,21 @@ def is_current(done: dict | None, cfg: RunConfig, version: str | None = None) ->
     return _content_version(done["code_version"]) == _content_version(version or code_version())
 
 
-def needs_run(done: dict | None, cfg: RunConfig, name: str, run_dir: Path, force: bool, replace: bool, log) -> bool:
+def needs_run(
+    done: dict | None,
+    cfg: RunConfig,
+    name: str,
+    run_dir: Path,
+    force: bool,
+    replace: bool,
+    log,
+    version: str | None = None,
+) -> bool:
     """What to do with an existing complete run: re-run it (--force), skip it when current, replace it when it is
-    not (--replace), or refuse to overwrite it."""
+    not (--replace), or refuse to overwrite it. `version` saves hashing the code again when the caller has it."""
     if done is None or force:
         return True
-    if is_current(done, cfg):
+    if is_current(done, cfg, version):
         log(f"skip {name}: a complete run with the same parameters and code exists in {run_dir}")
         return False
     if replace:
@@ -361,7 +370,7 @@ def _run_locked(cfg: RunConfig, name: str, run_dir: Path, force: bool, log, repl
     version = code_version()
     _recover(run_dir)
     done = read_marker(run_dir)
-    if not needs_run(done, cfg, name, run_dir, force, replace, log):
+    if not needs_run(done, cfg, name, run_dir, force, replace, log, version):
         return run_dir
     _refuse_foreign(run_dir)
     if done:  # --force or --replace: the complete run stays in place until the new one is complete

@@ -14,7 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..config import RunConfig
-from .runner import MARKER, RunError, _write_atomic, needs_run, read_marker, run_variant
+from .runner import MARKER, RunError, _write_atomic, code_version, needs_run, read_marker, run_variant
 
 Job = tuple[RunConfig, str]  # a resolved configuration and its run name
 RAY_INSTALL = "pip install -c requirements.txt -e '.[ray]'"
@@ -67,9 +67,15 @@ def run_parallel(
     return errors
 
 
-def _needs_run(cfg: RunConfig, name: str, runs_dir: Path, force: bool, replace: bool = False) -> bool:
-    """As `run_variant` decides, on the driver: skip a current complete run, replace or refuse another."""
-    return needs_run(read_marker(runs_dir / name), cfg, name, runs_dir / name, force, replace, _say)
+def _pending(jobs: list[Job], runs_dir: Path, force: bool, replace: bool) -> list[Job]:
+    """As `run_variant` decides, on the driver and before any run starts: the jobs to run, skipping current
+    complete runs and refusing to overwrite others unless `replace`. The code is hashed once for all jobs."""
+    version = code_version()
+    return [
+        (cfg, name)
+        for cfg, name in jobs
+        if needs_run(read_marker(runs_dir / name), cfg, name, runs_dir / name, force, replace, _say, version)
+    ]
 
 
 def run_remote(cfg: RunConfig, name: str, threads: int) -> tuple[dict[str, bytes], str | None]:
@@ -121,7 +127,7 @@ def run_on_ray(
     except ImportError as err:
         raise RunError(f"--ray needs the ray package: {RAY_INSTALL}") from err
     runs_dir = Path(runs_dir)
-    pending = [(cfg, name) for cfg, name in jobs if _needs_run(cfg, name, runs_dir, force, replace)]
+    pending = _pending(jobs, runs_dir, force, replace)
     if not pending:
         return []
     started = not ray.is_initialized()
@@ -165,7 +171,7 @@ def run_sweep(
     be overwritten is refused before any run starts."""
     if ray:
         return run_on_ray(jobs, runs_dir, ray, force=force, n_jobs=n_jobs, replace=replace)
-    pending = [(cfg, name) for cfg, name in jobs if _needs_run(cfg, name, Path(runs_dir), force, replace)]
+    pending = _pending(jobs, Path(runs_dir), force, replace)
     if not pending:
         return []
     return run_parallel(pending, runs_dir, force=force, n_jobs=n_jobs or 1, replace=replace)
