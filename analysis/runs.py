@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -11,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from pokerlib.run import MARKER, RunRecord
 from pokerlib.tools.artifacts import verify_run
-from pokerlib.tools.runner import MARKER
 
 from .variants import NAMES  # noqa: F401  (re-exported: the display names live in variants.py)
 
@@ -25,7 +23,7 @@ ORIGINAL = {"v1_buggy_reward": (0.53, 0.53), "v2_balanced": (0.00, 0.25), "v3_ba
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
-def load_run(folder: Path) -> dict:
+def load_run(folder: Path) -> RunRecord:
     """One complete run's files, verified first (checksums, value ranges); a missing or incomplete run is refused
     with the fix."""
     folder = Path(folder)
@@ -41,17 +39,10 @@ def load_run(folder: Path) -> dict:
             f"reference runs `make reference`"
         )
     verify_run(folder)
-    return {
-        "folder": folder,
-        "params": yaml.safe_load((folder / "params.yaml").read_text()),
-        "log": pd.read_csv(folder / "train_log.csv"),
-        "eval": json.loads((folder / "eval.json").read_text()),
-        "predictions": pd.read_csv(folder / "predictions.csv", keep_default_na=False),
-        "env": json.loads((folder / "env.json").read_text()),
-    }
+    return RunRecord.read(folder)
 
 
-def load_seeds(runs_dir: str | Path, variant: str, seeds: Iterable[int] | None = None) -> list[dict]:
+def load_seeds(runs_dir: str | Path, variant: str, seeds: Iterable[int] | None = None) -> list[RunRecord]:
     """Every seed of a variant (`<variant>/seed<N>/`), in seed order; a plain run folder counts as one seed.
 
     Folders not named seed<N> (a `seed0.bak` copy) are ignored; each of `seeds`, when given, must be there.
@@ -107,7 +98,7 @@ def answer_counts(confusion: dict[str, dict[str, int]]) -> pd.Series:
 
 def train_minutes_range(runs: list[dict]) -> str:
     """Training wall time, shortest to longest seed: it depends on what else shared the CPU, not on the seed."""
-    minutes = [r["env"]["train_seconds"] / 60 for r in runs]
+    minutes = [r.env["train_seconds"] / 60 for r in runs]
     return f"{min(minutes):.1f}–{max(minutes):.1f}" if len(minutes) > 1 else f"{minutes[0]:.1f}"
 
 
@@ -159,21 +150,3 @@ def best_constant_accuracy(confusion: dict[str, dict[str, int]]) -> float:
     """Accuracy of always giving the most frequent gold label: the floor a label prior alone can reach."""
     per_gold = {gold: sum(row.values()) for gold, row in confusion.items()}
     return max(per_gold.values()) / sum(per_gold.values())
-
-
-def seed_table(seeds: list[dict], model: str = "finetuned") -> pd.DataFrame:
-    """One row per seed: held-out reward, accuracy, mutual information and updates."""
-    rows = []
-    for run in seeds:
-        ev = run["eval"][model]
-        rows.append(
-            {
-                "seed": run["params"]["seed"],
-                "mean reward": ev["mean_reward"],
-                "accuracy": ev["accuracy"],
-                "I(gold; answer) bits": mutual_information_bits(ev["confusion"]),
-                "distinct answers": int((answer_counts(ev["confusion"]) > 0).sum()),
-                "updates": int(run["log"]["updated"].sum()),
-            }
-        )
-    return pd.DataFrame(rows).set_index("seed")

@@ -6,26 +6,26 @@ from pokerlib import LABEL_WEIGHTS, LABELS
 from pokerlib.metrics import LOW_GOLD_PROB
 
 from .formatting import ci, num
-from .objectives import best_of, group_weight, logging, weight_on_lost_prompts
-from .runs import mean_ci, mutual_information_bits
+from .learning import best_of, group_weight, runs_with_column, weight_on_lost_prompts
+from .runs import mean_ci
 from .variants import GRPO_BEST, ORIGINAL_VARIANTS, REWARD_ONLY_BEST, SFT, name
 
 
 def accuracies(runs: list[dict], model: str = "finetuned") -> list[float]:
     """Held-out accuracy of each seed."""
-    return [r["eval"][model]["accuracy"] for r in runs]
+    return [r.eval[model]["accuracy"] for r in runs]
 
 
 def headline(groups: dict[str, list[dict]]) -> dict[str, str]:
     """The numbers the summary states, formatted as the report prints them."""
     v1, v2, v3 = (groups[k] for k in ORIGINAL_VARIANTS)
     numbers = {
-        "v1 reward": ci(r["eval"]["finetuned"]["mean_reward"] for r in v1),
-        "v1 updates": str(sum(int(r["log"]["updated"].sum()) for r in v1)),
+        "v1 reward": ci(r.eval["finetuned"]["mean_reward"] for r in v1),
+        "v1 updates": str(sum(int(r.log["updated"].sum()) for r in v1)),
         "v2 accuracy": ci(accuracies(v2)),
         "v3 accuracy": ci(accuracies(v3)),
         "seeds": str(len(v2)),
-        "held-out": str(v2[0]["eval"]["finetuned"]["n"]),
+        "held-out": str(v2[0].eval["finetuned"]["n"]),
     }
     for role, key in (("GRPO", GRPO_BEST), ("reward-only", REWARD_ONLY_BEST), ("SFT", SFT)):
         if key in groups:
@@ -38,7 +38,7 @@ def budget_change(groups: dict[str, list[dict]]) -> str:
     """How the larger-budget GRPO run's budget differs from v2's, in words read from their parameters."""
     if GRPO_BEST not in groups:
         return "a larger budget"
-    before, after = groups[ORIGINAL_VARIANTS[1]][0]["params"], groups[GRPO_BEST][0]["params"]
+    before, after = groups[ORIGINAL_VARIANTS[1]][0].params, groups[GRPO_BEST][0].params
     words = {"num_steps": "steps", "batch_size": "prompts per step", "num_generations": "samples per prompt",
              "learning_rate": "learning rate"}  # fmt: skip
     changes = [
@@ -99,17 +99,11 @@ def summary(groups: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def reads_the_hand(runs: list[dict], floor: float) -> str:
-    """A verdict from mutual information: clearly above the shuffled-answer floor or not."""
-    mean = mean_ci([mutual_information_bits(r["eval"]["finetuned"]["confusion"]) for r in runs])[0]
-    return "reads the hand" if mean > 2 * floor else "barely reads the hand"
-
-
 def search_budget(search_runs: dict[str, list[dict]], final: list[dict]) -> str:
     """How the search ran: seeds per setting and its budget against the final runs'."""
     runs = [r for group in search_runs.values() for r in group]
     seeds = sorted({len(group) for group in search_runs.values()})
-    steps, full = runs[0]["params"]["num_steps"], final[0]["params"]["num_steps"]
+    steps, full = runs[0].params["num_steps"], final[0].params["num_steps"]
     return (
         f"The search ran each of its {len(search_runs)} settings with {' or '.join(map(str, seeds))} seeds for "
         f"{steps} steps, against {full} for the final runs (@sec-search):"
@@ -118,7 +112,7 @@ def search_budget(search_runs: dict[str, list[dict]], final: list[dict]) -> str:
 
 def search_choice(search_runs: dict[str, list[dict]]) -> str:
     """The search's ranking by mean validation accuracy, and the two settings it picks."""
-    means = {k: sum(r["eval"]["finetuned"]["accuracy"] for r in runs) / len(runs) for k, runs in search_runs.items()}
+    means = {k: sum(r.eval["finetuned"]["accuracy"] for r in runs) / len(runs) for k, runs in search_runs.items()}
     order = sorted(means, key=means.get, reverse=True)
     ranking = ", ".join(f"`{k}` {num(means[k])}" for k in order)
     reward_only = best_of(search_runs, ("maxrl", "rft"))
@@ -132,8 +126,8 @@ def search_choice(search_runs: dict[str, list[dict]]) -> str:
 
 def best_window_accuracy(run: dict, window: int = 25) -> tuple[float, int]:
     """The best `window`-step mean greedy accuracy on new training hands, and the step where it ended."""
-    curve = run["log"]["greedy_accuracy"].rolling(window, min_periods=min(window, len(run["log"]))).mean()
-    return float(curve.max()), int(run["log"]["step"][curve.idxmax()])
+    curve = run.log["greedy_accuracy"].rolling(window, min_periods=min(window, len(run.log))).mean()
+    return float(curve.max()), int(run.log["step"][curve.idxmax()])
 
 
 def peaks(runs: list[dict], window: int = 25) -> str:
@@ -141,12 +135,12 @@ def peaks(runs: list[dict], window: int = 25) -> str:
     lines = []
     for run in runs:
         best, step = best_window_accuracy(run, window)
-        tail = run["log"].iloc[-window:]
-        scored = run["eval"].get("weights_from_step", len(run["log"]))
-        when = "at the end" if scored == len(run["log"]) else f"with the weights of step {scored}"
+        tail = run.log.iloc[-window:]
+        scored = run.eval.get("weights_from_step", len(run.log))
+        when = "at the end" if scored == len(run.log) else f"with the weights of step {scored}"
         lines.append(
-            f"- seed {run['params']['seed']}: best {num(best)} around step {step}; held-out "
-            f"{num(run['eval']['finetuned']['accuracy'])} {when}, after {len(run['log'])} steps; label entropy "
+            f"- seed {run.params['seed']}: best {num(best)} around step {step}; held-out "
+            f"{num(run.eval['finetuned']['accuracy'])} {when}, after {len(run.log)} steps; label entropy "
             f"{num(tail['exact_entropy'].mean())} nats and {tail['frac_reward_zero_std'].mean():.0%} of groups "
             "without signal over the last steps"
         )
@@ -176,7 +170,7 @@ def steps(rows) -> str:
 
 def validation_course(runs: list[dict]) -> str:
     """How validation accuracy went: its peak, and where it stood at the last validation, over seeds."""
-    logs = [r["log"].dropna(subset=["val_accuracy"]) for r in logging(runs, "val_accuracy")]
+    logs = [r.log.dropna(subset=["val_accuracy"]) for r in runs_with_column(runs, "val_accuracy")]
     if not logs:
         return ""
     best = [log.loc[log["val_accuracy"].idxmax()] for log in logs]
@@ -198,18 +192,18 @@ def lost_weight_shares(extended: dict[str, list[dict]]) -> dict[str, list]:
     """Per variant and seed, the share of its objective's weight c(p) on prompts with p(gold) < 0.01."""
     shares = {}
     for key, runs in extended.items():
-        objective = "sft" if runs[0]["params"].get("objective") == "sft" else runs[0]["params"].get("advantage", "grpo")
+        objective = "sft" if runs[0].params.get("objective") == "sft" else runs[0].params.get("advantage", "grpo")
         shares[key] = [
-            weight_on_lost_prompts(r["log"], objective, r["params"]["num_generations"])
-            for r in logging(runs, "frac_gold_prob_low")
+            weight_on_lost_prompts(r.log, objective, r.params["num_generations"])
+            for r in runs_with_column(runs, "frac_gold_prob_low")
         ]
     return shares
 
 
 def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
     """What the per-class logs show: how many prompts GRPO loses, and how little of its update goes to them."""
-    grpo = logging(extended.get(GRPO_BEST, []), "frac_gold_prob_low")
-    maxrl = logging(extended.get(REWARD_ONLY_BEST, []), "frac_gold_prob_low")
+    grpo = runs_with_column(extended.get(GRPO_BEST, []), "frac_gold_prob_low")
+    maxrl = runs_with_column(extended.get(REWARD_ONLY_BEST, []), "frac_gold_prob_low")
     if not grpo or not maxrl:
         return ""
 
@@ -217,20 +211,20 @@ def mechanism(extended: dict[str, list[dict]], shares: dict[str, list]) -> str:
         return series.iloc[len(series) // 2 :].mean()
 
     def late(runs, column):
-        return ci(second_half(r["log"][column]) for r in runs)
+        return ci(second_half(r.log[column]) for r in runs)
 
     def late_share(key):
         return ci((second_half(s) for s in shares[key]), 4)
 
     def per_prompt(key, runs):  # weight share over prompt share: 1 when a lost prompt weighs what any prompt does
         pairs = [
-            (second_half(s), second_half(r["log"]["frac_gold_prob_low"]))
+            (second_half(s), second_half(r.log["frac_gold_prob_low"]))
             for s, r in zip(shares[key], runs, strict=True)
         ]
         ratios = [weight / prompts for weight, prompts in pairs if prompts > 0]  # a seed with no lost prompt has none
         return ci(ratios, 3) if ratios else "nothing (it had no lost prompts)"
 
-    low, high, g = LOW_GOLD_PROB, 0.9, grpo[0]["params"]["num_generations"]
+    low, high, g = LOW_GOLD_PROB, 0.9, grpo[0].params["num_generations"]
     return (
         f"Over the second half of training, *{name(GRPO_BEST)}* had {late(grpo, 'frac_gold_prob_low')} of each "
         f"step's prompts with p(gold) below {low}, against {late(maxrl, 'frac_gold_prob_low')} for "
@@ -255,7 +249,7 @@ def discussion(seeds: dict[str, list[dict]], extended: dict[str, list[dict]]) ->
     grpo, sft = extended.get(GRPO_BEST, []), extended.get(SFT, [])
     if not grpo:
         return ""
-    p = grpo[0]["params"]
+    p = grpo[0].params
     text = (
         f"**What GRPO needs to learn this task.** At the original's budget nothing learns beyond a label prior, "
         f"with or without the KL term. With a learning rate of {p['learning_rate']:g}, batches that hold one hand "
@@ -288,11 +282,11 @@ def discussion(seeds: dict[str, list[dict]], extended: dict[str, list[dict]]) ->
 
 def stopping(extended: dict[str, list[dict]]) -> str:
     """How the final runs chose the weights they were scored with: best validation step and early stopping."""
-    chosen = {k: [r for r in runs if r["params"].get("load_best_model_at_end")] for k, runs in extended.items()}
+    chosen = {k: [r for r in runs if r.params.get("load_best_model_at_end")] for k, runs in extended.items()}
     chosen = {k: runs for k, runs in chosen.items() if runs}
     if not chosen:
         return ""
-    p = next(iter(chosen.values()))[0]["params"]
+    p = next(iter(chosen.values()))[0].params
     lines = [
         f"Each seed's test hands were scored once, with its weights at its best validation accuracy (measured every "
         f"{p['val_every']} steps), and a run stopped after {p['early_stopping_patience']} validations without a new "
@@ -301,14 +295,14 @@ def stopping(extended: dict[str, list[dict]]) -> str:
         "",
     ]
     for key, runs in chosen.items():
-        steps = ", ".join(f"{r['eval']['weights_from_step']} of {len(r['log'])}" for r in runs)
+        steps = ", ".join(f"{r.eval['weights_from_step']} of {len(r.log)}" for r in runs)
         lines.append(f"- *{name(key)}*: {steps}")
     return "\n".join(lines)
 
 
 def provenance(groups: dict[str, list[dict]]) -> str:
     """Which runs a previous version of the library made: they lack the columns this version logs."""
-    old = {key: [r["params"]["seed"] for r in runs if "val_accuracy" not in r["log"]] for key, runs in groups.items()}
+    old = {key: [r.params["seed"] for r in runs if "val_accuracy" not in r.log] for key, runs in groups.items()}
     old = {key: seeds for key, seeds in old.items() if seeds}
     if not old:
         return "Every run shown was made with this version of the library."
@@ -323,7 +317,7 @@ def provenance(groups: dict[str, list[dict]]) -> str:
 def weight_collapse(search_runs: dict[str, list[dict]]) -> str:
     """What the search's `dr_grpo` runs answered on the validation hands, when every seed gave one label to all."""
     runs = search_runs.get("dr_grpo", [])
-    answers = [r["predictions"].query("model == 'finetuned'")["predicted"] for r in runs]
+    answers = [r.predictions.query("model == 'finetuned'")["predicted"] for r in runs]
     if not answers or any(a.nunique() != 1 for a in answers) or len({a.iloc[0] for a in answers}) != 1:
         return ""
     label = answers[0].iloc[0]
@@ -341,12 +335,12 @@ def learned(extended: dict[str, list[dict]]) -> str:
     sentences = []
     for key, runs in extended.items():
         run = runs[0]
-        confusion = run["eval"]["finetuned"]["confusion"]
+        confusion = run.eval["finetuned"]["confusion"]
         wrong = [(n, gold, said) for gold, row in confusion.items() for said, n in row.items() if said != gold]
         count, gold, said = max(wrong)
         never = [label for label in LABELS if not any(row.get(label, 0) for row in confusion.values())]
         text = (
-            f"*{name(key)}* (seed {run['params']['seed']}) calls {count} of its {sum(confusion[gold].values())} "
+            f"*{name(key)}* (seed {run.params['seed']}) calls {count} of its {sum(confusion[gold].values())} "
             f"*{gold}* hands *{said}*"
         )
         if never:
@@ -385,7 +379,7 @@ def controlled_pair(extended: dict[str, list[dict]]) -> str:
     parameters differ in `advantage` alone."""
     if GRPO_BEST not in extended or REWARD_ONLY_BEST not in extended:
         return ""
-    a, b = (extended[k][0]["params"] for k in (GRPO_BEST, REWARD_ONLY_BEST))
+    a, b = (extended[k][0].params for k in (GRPO_BEST, REWARD_ONLY_BEST))
     differ = sorted(k for k in set(a) | set(b) if k != "seed" and a.get(k) != b.get(k))
     if differ != ["advantage"]:
         return ""

@@ -10,7 +10,7 @@ import yaml
 
 from pokerlib import LABELS
 
-from . import objectives
+from . import learning
 from .formatting import ci, num
 from .runs import (
     ORIGINAL,
@@ -26,7 +26,7 @@ from .variants import name
 
 def change(runs: list[dict], metric: str) -> str:
     """`before → after` of a held-out metric, each a mean with its 95% interval over seeds."""
-    return " → ".join(ci(r["eval"][model][metric] for r in runs) for model in ("reference", "finetuned"))
+    return " → ".join(ci(r.eval[model][metric] for r in runs) for model in ("reference", "finetuned"))
 
 
 def results(groups: dict[str, list[dict]]) -> pd.DataFrame:
@@ -52,7 +52,7 @@ def settings(groups: dict[str, list[dict]]) -> pd.DataFrame:
     """What each variant ran with, read from its seed 0's parameters: the budget, data, decoding, reward and KL."""
     rows = []
     for key, runs in groups.items():
-        p = runs[0]["params"]
+        p = runs[0].params
         rows.append(
             {
                 "variant": name(key),
@@ -73,16 +73,16 @@ def seeds(groups: dict[str, list[dict]]) -> pd.DataFrame:
     rows = []
     for key, runs in groups.items():
         for run in runs:
-            ev = run["eval"]["finetuned"]
+            ev = run.eval["finetuned"]
             rows.append(
                 {
                     "variant": name(key),
-                    "seed": run["params"]["seed"],
+                    "seed": run.params["seed"],
                     "mean reward": num(ev["mean_reward"]),
                     "accuracy": num(ev["accuracy"]),
                     "I(gold; answer), bits": num(mutual_information_bits(ev["confusion"]), 2),
                     "distinct answers": int((answer_counts(ev["confusion"]) > 0).sum()),
-                    "updates": int(run["log"]["updated"].sum()),
+                    "updates": int(run.log["updated"].sum()),
                 }
             )
     return pd.DataFrame(rows)
@@ -100,8 +100,8 @@ def information(groups: dict[str, list[dict]]) -> pd.DataFrame:
     rows = []
     for key, runs in groups.items():
         for model in ("reference", "finetuned"):
-            evs = [r["eval"][model] for r in runs]
-            preds = [r["predictions"][r["predictions"]["model"] == model] for r in runs]
+            evs = [r.eval[model] for r in runs]
+            preds = [r.predictions[r.predictions["model"] == model] for r in runs]
             rows.append(
                 {
                     "variant": name(key),
@@ -122,11 +122,11 @@ def per_class(groups: dict[str, list[dict]], reference_key: str) -> pd.DataFrame
     """Held-out accuracy per hand type (rows) of each variant's fine-tuned model, mean over seeds."""
     table = {
         "starting model": pd.DataFrame(
-            [r["eval"]["reference"]["per_class_accuracy"] for r in groups[reference_key]]
+            [r.eval["reference"]["per_class_accuracy"] for r in groups[reference_key]]
         ).mean()
     }
     for key, runs in groups.items():
-        table[key] = pd.DataFrame([r["eval"]["finetuned"]["per_class_accuracy"] for r in runs]).mean()
+        table[key] = pd.DataFrame([r.eval["finetuned"]["per_class_accuracy"] for r in runs]).mean()
     return pd.DataFrame(table).reindex(LABELS)
 
 
@@ -134,12 +134,12 @@ def decoding(groups: dict[str, list[dict]]) -> pd.DataFrame:
     """From the runs' held-out completions: how often each decoding rule produced something that is not a label."""
     rows = []
     for key, runs in groups.items():
-        preds = pd.concat([r["predictions"] for r in runs])
+        preds = pd.concat([r.predictions for r in runs])
         bad = preds[preds["predicted"] == "invalid"]["completion"]
         rows.append(
             {
                 "variant": name(key),
-                "decoding": runs[0]["params"]["decoding"],
+                "decoding": runs[0].params["decoding"],
                 "completions": len(preds),
                 "not a label": len(bad),
                 "examples": ", ".join(sorted({repr(c) for c in bad})[:4]) or "–",
@@ -150,7 +150,7 @@ def decoding(groups: dict[str, list[dict]]) -> pd.DataFrame:
 
 def differences(runs: dict[str, dict], exclude: tuple[str, ...] = ("seed",)) -> pd.DataFrame:
     """The parameters on which runs differ: one row per parameter, one column per run."""
-    params = {key: run["params"] for key, run in runs.items()}
+    params = {key: run.params for key, run in runs.items()}
     keys = sorted({k for p in params.values() for k in p} - set(exclude))
     rows = [
         {"parameter": k, **{name(r): str(p.get(k, "–")) for r, p in params.items()}}
@@ -169,9 +169,9 @@ def search(search_runs: dict[str, list[dict]], spec_file: Path) -> pd.DataFrame:
     rows = []
     for key, runs in search_runs.items():
         for run in runs:
-            if run["eval"].get("split") != "validation":
-                raise ValueError(f"{run['folder']}: a search run must score the validation hands, not the test hands")
-        evs = [r["eval"]["finetuned"] for r in runs]
+            if run.eval.get("split") != "validation":
+                raise ValueError(f"{run.folder}: a search run must score the validation hands, not the test hands")
+        evs = [r.eval["finetuned"] for r in runs]
         changed = {**spec.get("budget", {}), **(spec["settings"].get(key) or {})}
         changed.pop("final_eval", None)
         rows.append(
@@ -182,7 +182,7 @@ def search(search_runs: dict[str, list[dict]], spec_file: Path) -> pd.DataFrame:
                 "validation accuracy": ci(e["accuracy"] for e in evs),
                 "validation reward": ci(e["mean_reward"] for e in evs),
                 "I(gold; answer), bits": ci((mutual_information_bits(e["confusion"]) for e in evs), 2),
-                "zero-std groups": ci(r["log"]["frac_reward_zero_std"].mean() for r in runs),
+                "zero-std groups": ci(r.log["frac_reward_zero_std"].mean() for r in runs),
                 "train min": train_minutes_range(runs),
                 "_order": -sum(e["accuracy"] for e in evs) / len(evs),
             }
@@ -195,7 +195,7 @@ def answers(groups: dict[str, list[dict]]) -> pd.DataFrame:
     """How many held-out hands got each answer, summed over seeds, and how many of those were right."""
     columns = {}
     for key, runs in groups.items():
-        matrix = sum(confusion_frame(r["eval"]["finetuned"]["confusion"]) for r in runs)
+        matrix = sum(confusion_frame(r.eval["finetuned"]["confusion"]) for r in runs)
         given = matrix.sum(axis=0)
         right = pd.Series({a: matrix.loc[a, a] if a in matrix.index else 0 for a in given.index})
         columns[f"{name(key)}, {len(runs)} seeds"] = [
@@ -207,15 +207,15 @@ def answers(groups: dict[str, list[dict]]) -> pd.DataFrame:
     return frame.rename_axis("answer").reset_index()
 
 
-def time_to_accuracy(groups: dict[str, list[dict]], target: float) -> pd.DataFrame:
+def time_to_accuracy_table(groups: dict[str, list[dict]], target: float) -> pd.DataFrame:
     """Per variant, the training time until validation accuracy first reached `target` (or the best reached),
     mean over seeds: training seconds summed over steps, evaluation excluded, under the runs' own threads."""
     rows = []
     for key, runs in groups.items():
-        runs = objectives.logging(runs, "val_accuracy")
+        runs = learning.runs_with_column(runs, "val_accuracy")
         if not runs:
             continue
-        results = [objectives.time_to_accuracy(r["log"], target) for r in runs]
+        results = [learning.time_to_target(r.log, target) for r in runs]
         reached = [step for _, _, step, hit in results if hit]
         rows.append(
             {
@@ -224,7 +224,7 @@ def time_to_accuracy(groups: dict[str, list[dict]], target: float) -> pd.DataFra
                 "training minutes until then (or until the best)": ", ".join(num(sec / 60, 1) for sec, *_ in results),
                 "validation accuracy then": ", ".join(num(acc) for _, acc, _, _ in results),
                 "steps": ", ".join(str(step) + ("" if hit else " (best)") for _, _, step, hit in results),
-                "torch threads": ", ".join(sorted({str(r["env"]["torch_threads"]) for r in runs})),
+                "torch threads": ", ".join(sorted({str(r.env["torch_threads"]) for r in runs})),
             }
         )
     return pd.DataFrame(rows)

@@ -5,9 +5,11 @@ Switching the report to another set of reference runs means editing this file on
 
 from __future__ import annotations
 
+from pokerlib.tools.params import ORIGINAL_VARIANTS  # noqa: F401  (the original's budgets, listed once)
+
 # key -> (display name, colour). Colours are the Okabe-Ito palette, distinguishable with colour blindness;
 # every figure of the report and the README draws a variant in its colour here.
-VARIANTS: dict[str, tuple[str, str]] = {
+STYLES: dict[str, tuple[str, str]] = {
     "v1_buggy_reward": ("v1 buggy reward", "#999999"),
     "v2_balanced": ("v2 balanced", "#E69F00"),
     "v3_balanced_kl": ("v3 balanced + KL", "#CC79A7"),
@@ -15,15 +17,14 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "v4_maxrl": ("v4 MaxRL", "#56B4E9"),
     "v4_sft": ("v4 SFT yardstick", "#009E73"),
 }
-ORIGINAL_VARIANTS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl")  # the original's budgets
 EXTENDED_VARIANTS = ("v4_grpo", "v4_maxrl", "v4_sft")  # beyond the original: the v4 budget
 GRPO_BEST = "v4_grpo"  # the best GRPO setting (chosen by the search, on validation hands)
 REWARD_ONLY_BEST: str | None = "v4_maxrl"  # the best objective that learns from rewards alone
 SFT = "v4_sft"  # the supervised yardstick
 SEARCH_BASE_PARAMS = "params/v4_budget.yaml"  # what the search entries override
 
-NAMES = {key: name for key, (name, _) in VARIANTS.items()}
-COLORS = {key: colour for key, (_, colour) in VARIANTS.items()}
+NAMES = {key: name for key, (name, _) in STYLES.items()}
+COLORS = {key: colour for key, (_, colour) in STYLES.items()}
 # c(p) curves of the objectives (no runs needed): one colour per objective.
 OBJECTIVE_COLORS = {"grpo": "#0072B2", "dr_grpo": "#D55E00", "maxrl": "#56B4E9", "rft": "#882255", "sft": "#009E73"}
 

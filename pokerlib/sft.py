@@ -13,22 +13,17 @@ import torch
 
 from .config import RunConfig
 from .data import Example
-from .grpo import Experience, log_row, reward
 from .labels import LabelSpace
 from .logprobs import encode_prompts, forward_precision, prompt_pass
 from .objectives import sft_loss
 from .oracle import LABELS
-from .rollout import exact_label_logprobs, exact_rollout, sample_exact
+from .rollout import exact_rollout, sample_exact
+from .sequence_logprobs import exact_label_logprobs
+from .step import Experience, log_row, reward
 
 
 def sft_step(
-    policy,
-    optimizer,
-    tokenizer,
-    space: LabelSpace,
-    examples: list[Example],
-    cfg: RunConfig,
-    generator: torch.Generator,
+    policy, optimizer, tokenizer, space: LabelSpace, examples: list[Example], cfg: RunConfig, generator: torch.Generator
 ) -> dict[str, float]:
     """One supervised step on B prompts. G answers are still sampled, only to log what the policy says."""
     start = time.perf_counter()
@@ -45,5 +40,5 @@ def sft_step(
 
     rollout = exact_rollout(space, sample_exact(seq_logp, cfg.num_generations, generator))
     exp = Experience(examples, prompts, rollout, logp=None, entropy=None, seq_logp=seq_logp)
-    reward(exp, space, cfg)
+    exp.rewards, exp.seq_rewards = reward(exp, space, cfg)
     return log_row(exp, space, [loss.item()], [0.0], [grad_norm], True, start)

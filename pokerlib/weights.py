@@ -31,7 +31,7 @@ def _safetensors_folder(source: str) -> Path:
 
 
 def _starting_tensors(source: str, seed: int) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) of the weights `load_model(source, seed=seed)` starts from, one at a time."""
+    """(name, tensor) of the weights `load_model` starts `source` from (with `seed`), one at a time."""
     if source == "tiny":  # seeded, so rebuilt rather than cached
         from .model import load_tokenizer, tiny_model
 

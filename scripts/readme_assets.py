@@ -32,7 +32,7 @@ from analysis import (  # noqa: E402  # noqa: E402
 )
 from analysis.figures import validation_curves  # noqa: E402
 from analysis.formatting import ci  # noqa: E402
-from analysis.objectives import TARGET_ACCURACY  # noqa: E402
+from analysis.learning import TARGET_ACCURACY  # noqa: E402
 from analysis.variants import EXTENDED_VARIANTS, GRPO_BEST, ORIGINAL_VARIANTS, REWARD_ONLY_BEST, SFT  # noqa: E402
 
 ROWS = (*ORIGINAL_VARIANTS, *EXTENDED_VARIANTS)
@@ -47,7 +47,7 @@ def results_table(runs_dir: Path) -> str:
     ]
     for key in ROWS:
         runs = load_seeds(runs_dir, key)
-        ev = [r["eval"] for r in runs]
+        ev = [r.eval for r in runs]
         original = "{:.2f} → {:.2f}".format(*ORIGINAL[key]) if key in ORIGINAL else "-"
 
         def change(metric: str) -> str:
@@ -69,13 +69,13 @@ def run_costs(runs_dir: Path) -> str:
     ]
     for key in ROWS:
         runs = load_seeds(runs_dir, key)
-        p = runs[0]["params"]
-        threads = sorted({r["env"]["torch_threads"] for r in runs})
+        p = runs[0].params
+        threads = sorted({r.env["torch_threads"] for r in runs})
         lines.append(
             f"| {NAMES[key]} | {len(runs)} | {p['num_steps']} × {p['batch_size']} × {p['num_generations']} "
             f"| {'bf16 autocast' if p.get('bf16') else p['dtype']} | {', '.join(map(str, threads))} "
             f"| {train_minutes_range(runs)} min "
-            f"| {max(r['env']['peak_rss_gb'] for r in runs):.2f} GB |"
+            f"| {max(r.env['peak_rss_gb'] for r in runs):.2f} GB |"
         )
     return "\n".join(lines) + "\n" + regeneration(runs_dir) + search_cost(runs_dir)
 
@@ -152,13 +152,13 @@ def findings(runs_dir: Path) -> str:
     search = {p.name: load_seeds(p.parent, p.name) for p in sorted((runs_dir / "search").glob("*/"))}
     extended = {key: groups[key] for key in EXTENDED_VARIANTS}
     shares = story.lost_weight_shares(extended)
-    budget = groups[REWARD_ONLY_BEST][0]["params"]
+    budget = groups[REWARD_ONLY_BEST][0].params
     lines = [
         f"- **At the original's budget nothing learns the task.** v2 ends at {acc['v2_balanced']} held-out "
         f"accuracy and v3 at {acc['v3_balanced_kl']} (chance 0.125): one or two labels for every hand. v1 never "
         "updates: its reward read `high card` from the prompt.",
         f"- **At the v4 budget** ({budget['num_steps']} steps of {budget['batch_size']} hands), on the "
-        f"{groups[SFT][0]['eval']['finetuned']['n']} held-out test hands (mean ± 95% interval over seeds): "
+        f"{groups[SFT][0].eval['finetuned']['n']} held-out test hands (mean ± 95% interval over seeds): "
         + ", ".join(f"{NAMES[k]} {acc[k]} ({story.seed_count(groups[k])})" for k in (GRPO_BEST, REWARD_ONLY_BEST, SFT))
         + ".",
         "- **Chosen on validation hands, not the test hands:** " + story.search_choice(search).replace("*", ""),
@@ -174,7 +174,7 @@ def findings(runs_dir: Path) -> str:
 def time_table(runs_dir: Path, target: float = TARGET_ACCURACY) -> str:
     """Training time until validation accuracy first reaches `target`, as a markdown table."""
     groups = {key: load_seeds(runs_dir, key) for key in EXTENDED_VARIANTS}
-    text = markdown_table(tables.time_to_accuracy(groups, target))
+    text = markdown_table(tables.time_to_accuracy_table(groups, target))
     alone = runs_dir / "time_to_accuracy.json"
     if alone.is_file():
         measured = json.loads(alone.read_text())
@@ -212,7 +212,7 @@ def memory(runs_dir: Path) -> str:
         return [json.loads(f.read_text())["peak_rss_gb"] for f in files]
 
     def now(runs: list[dict]) -> list[float]:
-        return [r["env"]["peak_rss_gb"] for r in runs if "val_accuracy" in r["log"]]  # this version's runs
+        return [r.env["peak_rss_gb"] for r in runs if "val_accuracy" in r.log]  # this version's runs
 
     v2_now = now(load_seeds(runs_dir, "v2_balanced"))
     v4_now = now([r for key in EXTENDED_VARIANTS for r in load_seeds(runs_dir, key)])

@@ -8,39 +8,30 @@ from pathlib import Path
 
 import yaml
 
-from pokerlib.tools.cli import main as cli
+from pokerlib.tools.cli import Job, run_jobs
+from pokerlib.tools.params import read_params, resolve_config
+from pokerlib.tools.run_folder import RunError
 
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH = ROOT / "params" / "search.yaml"
 
 
-def commands(runs_dir: str, last: dict | None = None, only: list[str] | None = None, jobs: int = 1) -> list[list[str]]:
-    """The `python -m pokerlib run` arguments of every search run; `last` overrides on top (tests: smoke)."""
+def search_jobs(last: dict | None = None, only: list[str] | None = None) -> list[Job]:
+    """(config, run name) of every search run, resolved as `python -m pokerlib run` resolves a params file:
+    the search's base, its budget, the setting, then `last` on top (tests: smoke)."""
     spec = yaml.safe_load(SEARCH.read_text())
-    out = []
+    unknown = sorted(set(only or ()) - set(spec["settings"]))
+    if unknown:
+        raise ValueError(f"--only names no setting of {SEARCH.name}: {', '.join(unknown)} (settings: "
+                         f"{', '.join(spec['settings'])})")
+    jobs = []
     for name, overrides in spec["settings"].items():
         if only and name not in only:
             continue
         values = {**spec["budget"], **overrides, **(last or {})}
-        sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-        base = str(SEARCH.parent / spec["base"])
-        seeds = [str(s) for s in spec["seeds"]]
-        out.append(
-            [
-                "run",
-                base,
-                *sets,
-                "--name",
-                f"search/{name}",
-                "--seeds",
-                *seeds,
-                "--runs-dir",
-                runs_dir,
-                "--jobs",
-                str(jobs),
-            ]
-        )
-    return out
+        for seed in spec["seeds"]:
+            jobs.append((resolve_config(SEARCH.parent / spec["base"], values, seed), f"search/{name}/seed{seed}"))
+    return jobs
 
 
 if __name__ == "__main__":
@@ -50,8 +41,13 @@ if __name__ == "__main__":
     parser.add_argument("--overrides", metavar="YAML", help="a params file applied last, e.g. params/smoke.yaml")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, sharing the cores (default 1)")
     args = parser.parse_args()
-    last = yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else None
-    for argv in commands(args.runs_dir, last, args.only, args.jobs):
-        print("python -m pokerlib " + " ".join(argv), flush=True)
-        if cli(argv) != 0:
-            sys.exit(1)
+    try:
+        jobs = search_jobs(read_params(args.overrides) if args.overrides else None, args.only)
+        print(f"search: {len(jobs)} runs into {args.runs_dir}/search", flush=True)
+        errors = run_jobs(jobs, args.runs_dir, replace=True, n_jobs=args.jobs)
+    except (ValueError, TypeError, OSError, RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    sys.exit(1 if errors else 0)

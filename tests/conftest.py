@@ -18,9 +18,7 @@ def pokerlib_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny(pokerlib_cache):
     """(model, tokenizer) of the tiny random Llama, shared: train a copy (`tiny_model` or `frozen_copy`), not this."""
-    from pokerlib.model import load_model
-
-    return load_model("tiny", device="cpu")
+    return _loaded("tiny")
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +32,16 @@ def space(tiny):
 @pytest.fixture(scope="session")
 def bundled(pokerlib_cache):
     """(model, tokenizer) of the bundled SmolLM2-135M, converted into the session cache; shared, do not modify."""
-    from pokerlib.model import load_model
+    return _loaded("bundled")
 
-    return load_model("bundled", device="cpu")
+
+def _loaded(source: str):
+    """(model, tokenizer) of `source` on the CPU, loaded as every run loads it (`pokerlib.run.prepare`)."""
+    from pokerlib.config import RunConfig
+    from pokerlib.run import prepare
+
+    run = prepare(RunConfig(model=source, device="cpu", n_per_class_train=1, n_per_class_eval=1, n_per_class_val=1))
+    return run.policy, run.tokenizer
 
 
 def run_cli(*args: str, check: bool = True, env: dict | None = None):
@@ -45,7 +50,7 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None):
     import subprocess
     import sys
 
-    from pokerlib.tools.runner import ROOT
+    from pokerlib.tools.params import ROOT
 
     if env is None:  # one thread per kernel: tiny-model kernels gain nothing from more, and spin-waiting costs
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -65,7 +70,7 @@ def smoke_runs(tmp_path_factory, pokerlib_cache):
     import subprocess
     import sys
 
-    from pokerlib.tools.runner import ROOT
+    from pokerlib.tools.params import ROOT
 
     runs = tmp_path_factory.mktemp("runs")
     smoke = ("--overrides", "params/smoke.yaml", "--runs-dir", str(runs))
@@ -90,7 +95,8 @@ def one_thread():
 
 
 def fake_run(folder, seed: int = 0, num_steps: int = 2):
-    """A small complete run folder written by hand (8 hands, every answer 'high card'), sealed like the runner's."""
+    """A small complete run folder (8 hands, every answer 'high card'), written by the library's own writer and
+    sealed like the runner's."""
     import json
     from pathlib import Path
 
@@ -99,31 +105,41 @@ def fake_run(folder, seed: int = 0, num_steps: int = 2):
     folder = Path(folder)
     folder.mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "num_steps": num_steps}))
-    write_results(folder, num_steps)
+    write_fake_results(folder, num_steps)
     (folder / "env.json").write_text(json.dumps({"train_seconds": 1.0}))
     (folder / "grpo_poker.ipynb").write_text("{}")
     (folder / "COMPLETE").write_text(json.dumps({"params": {"seed": seed, "num_steps": num_steps}}))
     return reseal(folder)
 
 
-def write_results(folder, num_steps: int) -> None:
-    """What the notebook writes into its out_dir: training log, evaluation, predictions, notebook_env.json."""
-    import json
-
+def write_fake_results(folder, num_steps: int) -> None:
+    """What the notebook writes into its out_dir, through `pokerlib.run.write_results`: a training log of
+    `num_steps` rows, and one hand of each type answered 'high card' by both models."""
     from pokerlib import LABELS
-    from pokerlib.tools.artifacts import LOG_COLUMNS
+    from pokerlib.evaluate import summarize
+    from pokerlib.run import write_results
 
-    header = ",".join(LOG_COLUMNS)
-    (folder / "train_log.csv").write_text(header + "\n" + "".join(f"{s},0.5,0.1,1\n" for s in range(1, num_steps + 1)))
-    row = dict.fromkeys([*LABELS, "invalid"], 0)
-    confusion = {label: {**row, "high card": 1} for label in LABELS}
-    ev = {"n": 8, "mean_reward": 0.125, "accuracy": 0.125, "valid_label_rate": 1.0, "confusion": confusion}
-    ev["per_class_accuracy"] = {label: float(label == "high card") for label in LABELS}
-    (folder / "eval.json").write_text(json.dumps({"reference": ev, "finetuned": ev, "max_parameter_change": 0.0}))
-    rows = [f"h,{label},high card,high card,high card,0,{m}\n" for m in ("reference", "finetuned") for label in LABELS]
-    columns = "hand,label,completion,predicted,reward_label,reward,model\n"
-    (folder / "predictions.csv").write_text(columns + "".join(rows))
-    (folder / "notebook_env.json").write_text(json.dumps({"train_seconds": 1.0}))
+    log = [{"step": s, "reward": 0.5, "loss": 0.1, "updated": 1} for s in range(1, num_steps + 1)]
+    rows = [
+        {"hand": "h", "label": label, "completion": "high card", "predicted": "high card",
+         "reward_label": "high card", "reward": float(label == "high card")}
+        for label in LABELS
+    ]
+    evaluation = {"reference": summarize(rows), "finetuned": summarize(rows), "max_parameter_change": 0.0}
+    write_results(folder, log, evaluation, {"reference": rows, "finetuned": rows}, {"train_seconds": 1.0})
+
+
+def record(**fields):
+    """A `RunRecord` in memory with only the given fields filled, for the analysis functions' tests."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from pokerlib.run import RunRecord
+
+    empty = {"folder": Path("."), "params": {}, "log": pd.DataFrame(), "eval": {}, "predictions": pd.DataFrame(),
+             "env": {}}
+    return RunRecord(**{**empty, **fields})
 
 
 def reseal(folder):

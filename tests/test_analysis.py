@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import fake_run
+from conftest import fake_run, record
 
 from analysis import (
     best_constant_accuracy,
@@ -64,7 +64,7 @@ def test_shuffled_mutual_information_is_the_estimators_floor():
 def test_load_seeds_orders_by_seed_number_and_refuses_incomplete_runs(tmp_path):
     for seed in (10, 2):
         fake_run(tmp_path / "v2_balanced" / f"seed{seed}", seed)
-    assert [r["params"]["seed"] for r in load_seeds(tmp_path, "v2_balanced")] == [2, 10]
+    assert [r.params["seed"] for r in load_seeds(tmp_path, "v2_balanced")] == [2, 10]
     (tmp_path / "v2_balanced" / "seed2" / "COMPLETE").unlink()
     with pytest.raises(FileNotFoundError, match="is not a complete run"):
         load_seeds(tmp_path, "v2_balanced")
@@ -90,9 +90,9 @@ def test_every_variant_has_one_name_and_one_colour():
     from analysis import variants
 
     roles = {*variants.ORIGINAL_VARIANTS, *variants.EXTENDED_VARIANTS, variants.GRPO_BEST, variants.SFT}
-    assert roles <= set(variants.VARIANTS)
-    assert len(set(variants.NAMES.values())) == len(variants.VARIANTS)
-    assert len(set(variants.COLORS.values())) == len(variants.VARIANTS)
+    assert roles <= set(variants.STYLES)
+    assert len(set(variants.NAMES.values())) == len(variants.STYLES)
+    assert len(set(variants.COLORS.values())) == len(variants.STYLES)
     assert variants.name("search/base") == "search/base" and variants.color("other") is None
 
 
@@ -114,7 +114,8 @@ def test_mean_curve_ends_where_the_first_seed_stopped():
 
     from analysis.figures import seed_curves
 
-    runs = [{"log": pd.DataFrame({"step": range(1, n + 1), "reward": [float(i)] * n})} for i, n in enumerate((6, 4, 6))]
+    logs = [pd.DataFrame({"step": range(1, n + 1), "reward": [float(i)] * n}) for i, n in enumerate((6, 4, 6))]
+    runs = [record(log=log) for log in logs]
     fig, ax = plt.subplots()
     seed_curves(ax, runs, "reward", 1, "v4_grpo")
     mean, *seeds = ax.get_lines()
@@ -129,7 +130,7 @@ def test_learned_names_the_largest_confusion_and_the_labels_never_given():
     row = dict.fromkeys([*LABELS, "invalid"], 0)
     confusion = {label: {**row, label: 5} for label in LABELS}  # every hand right ...
     confusion["straight"] = {**row, "high card": 4, "one pair": 1}  # ... but straights: 4 called high card
-    run = {"params": {"seed": 2}, "eval": {"finetuned": {"confusion": confusion}}}
+    run = record(params={"seed": 2}, eval={"finetuned": {"confusion": confusion}})
     assert story.learned({"v4_grpo": [run]}) == (
         "*v4 GRPO* (seed 2) calls 4 of its 5 *straight* hands *high card*, and never answers *straight*."
     )
@@ -152,7 +153,7 @@ def test_controlled_pair_only_when_the_parameters_differ_in_the_advantage_alone(
     from analysis import story
 
     def runs(**params):
-        return [{"params": {"seed": 0, "learning_rate": 1e-4, **params}}]
+        return [record(params={"seed": 0, "learning_rate": 1e-4, **params})]
 
     same = {"v4_grpo": runs(advantage="grpo"), "v4_maxrl": runs(advantage="maxrl")}
     assert "differ in `advantage` alone" in story.controlled_pair(same)

@@ -47,14 +47,35 @@ def test_bench_writes_every_method_at_every_group_size(pokerlib_cache, tmp_path,
     main(model="tiny", repeats=1, out=str(out))
     record = json.loads(out.read_text())
     rows = record["rows"]
-    methods = ["original", "ours", "ours_constrained", "floor_sft"]
+    methods = ["original", "ours", "ours_constrained", "floor_sft", "limit"]
     assert [(r["G"], r["method"]) for r in rows] == [(g, m) for g in (4, 16) for m in methods]
     for r in rows:
         assert r["B"] == 4 and r["precision"] == "float32" and r["seconds"] > 0 and r["peak_rss_gb"] > 0
         original = next(o for o in rows if o["G"] == r["G"] and o["method"] == "original")
         assert abs(r["speedup"] - original["seconds"] / r["seconds"]) < 1e-9
+        limit = next(o for o in rows if o["G"] == r["G"] and o["method"] == "limit")
+        assert abs(r["times_limit"] - r["seconds"] / limit["seconds"]) < 1e-9
     floor = record["memory_floor"]
     assert set(floor) == {"libraries", "policy", "reference", "gradients", "optimizer_state", "total"}
     assert floor["policy"] == floor["reference"] == floor["gradients"] > 0
     printed = capsys.readouterr().out
     assert format_table(rows) in printed and format_floor(floor) in printed
+
+
+def test_the_limit_is_every_linear_layers_three_products_and_an_update_that_changes_no_weight(tiny):
+    from pokerlib.tools.limit import linear_layers, matmul_flops, matmul_limit
+
+    model, _ = tiny
+    policy = frozen_copy(model).requires_grad_(True)
+    optimizer = make_optimizer(policy, RunConfig(model="tiny", learning_rate=1e-3))
+    layers = linear_layers(policy)
+    head = policy.get_output_embeddings()
+    assert head in layers and len(layers) == 7 * policy.config.num_hidden_layers + 1  # q k v o gate up down, head
+    body = sum(m.in_features * m.out_features for m in layers if m is not head)
+    assert matmul_flops(policy, rows=10, head_rows=2) == 6 * (10 * body + 2 * head.in_features * head.out_features)
+    before = [p.detach().clone() for p in policy.parameters()]
+    for bf16 in (False, True):
+        matmul_limit(policy, optimizer, rows=10, head_rows=2, bf16=bf16)()
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters(), strict=True))
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-3] and all(p.grad is None for p in policy.parameters())
+    assert all(optimizer.state[p]["step"].item() == 2 for p in policy.parameters())  # two real AdamW updates

@@ -16,14 +16,8 @@ from pokerlib import LABELS, make_splits
 from pokerlib.labels import LabelSpace
 from pokerlib.logprobs import completion_logits, encode_prompts, position_ids, prompt_pass
 from pokerlib.rewards import extract_strict
-from pokerlib.rollout import (
-    completion_mask,
-    exact_label_logprobs,
-    exact_rollout,
-    generate_rollout,
-    rollout_token_logprobs,
-    sample_exact,
-)
+from pokerlib.rollout import completion_mask, exact_rollout, generate_rollout, sample_exact
+from pokerlib.sequence_logprobs import exact_label_logprobs, rollout_token_logprobs
 
 # --- fixtures and independent reference computations ------------------------------------------
 

@@ -19,7 +19,9 @@ import yaml
 from conftest import run_cli
 
 from pokerlib.config import RunConfig
-from pokerlib.tools.runner import MARKER, NOTEBOOK, ROOT
+from pokerlib.run import MARKER
+from pokerlib.tools.params import ROOT
+from pokerlib.tools.runner import NOTEBOOK
 from pokerlib.tools.sweep import available_cores, threads_per_run
 
 VARIANTS = ("v2_balanced", "v3_balanced_kl")
@@ -136,27 +138,21 @@ def test_bench_trl_times_grpotrainer_on_the_tiny_model(tmp_path):
 
 def test_max_parameter_change_on_disk_matches_the_frozen_copy(tiny, tmp_path, one_thread):
     from pokerlib.config import RunConfig
-    from pokerlib.data import make_splits
-    from pokerlib.labels import build_label_space
-    from pokerlib.model import frozen_copy, load_model
-    from pokerlib.train import train
+    from pokerlib.run import prepare
     from pokerlib.weights import max_parameter_change
 
     model, tokenizer = tiny
     model.save_pretrained(tmp_path / "saved")  # a local folder: read back through safetensors
     tokenizer.save_pretrained(tmp_path / "saved")
-    space = build_label_space(tokenizer)
-    examples, _ = make_splits("balanced", 2, 1, seed=0)
     for source in ("tiny", str(tmp_path / "saved")):
-        policy, _ = load_model(source, device="cpu")
-        reference = frozen_copy(policy)
-        assert max_parameter_change(policy, source) == 0.0
-        cfg = RunConfig(model=source, num_steps=2, learning_rate=1e-2, n_per_class_train=2, n_per_class_eval=1)
-        train(policy, reference, tokenizer, space, examples, cfg, progress=False)
-        expected = max(
-            (p - r).abs().max().item() for p, r in zip(policy.parameters(), reference.parameters(), strict=True)
-        )
-        assert expected > 0 and max_parameter_change(policy, source) == expected
+        cfg = RunConfig(model=source, num_steps=2, learning_rate=1e-2, n_per_class_train=2, n_per_class_eval=1,
+                        device="cpu")
+        run = prepare(cfg, reference=True)
+        assert max_parameter_change(run.policy, source) == 0.0
+        run.run_training(progress=False, validate=False)
+        pairs = zip(run.policy.parameters(), run.reference.parameters(), strict=True)
+        expected = max((p - r).abs().max().item() for p, r in pairs)
+        assert expected > 0 and max_parameter_change(run.policy, source) == expected
 
 
 def test_params_prints_a_file_resolved_over_its_base_for_papermill(tmp_path):

@@ -1,7 +1,13 @@
 """Model loading: the bundled GGUF and its cache, tiny model, local folders, reference copy, early errors."""
 
 import importlib.util
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,3 +254,76 @@ def test_cuda_without_cuda_is_refused_before_converting(tmp_path, monkeypatch):
     replace_conversion(monkeypatch, must_not_convert)
     with pytest.raises(ValueError, match="'cpu'"):
         load_model("bundled", device="cuda")
+
+
+# The model cache: damage is found at load and repaired
+
+
+@pytest.fixture
+def tiny_cache(tiny, tmp_path, monkeypatch):
+    """A private cache whose 'conversion' saves the tiny model (instant); returns the list of conversions."""
+    monkeypatch.setenv("POKERLIB_CACHE", str(tmp_path))
+    writes = []
+    real = M._write_once
+    monkeypatch.setattr(
+        M, "_write_once", lambda target, _convert: real(target, lambda d: (writes.append(d), save_tiny(tiny, d)))
+    )
+    load_model("bundled", device="cpu")
+    assert len(writes) == 1
+    return writes
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated weights": ("model.safetensors", truncate, "model.safetensors is damaged or truncated"),
+    "changed bytes": ("model.safetensors", flip_a_byte, "model.safetensors is damaged or truncated"),
+    "missing config": ("config.json", Path.unlink, "config.json is missing"),
+    "missing tokenizer": ("tokenizer.json", Path.unlink, "tokenizer.json is missing"),
+    "marker without checksums": ("COMPLETE", lambda p: p.write_text("written 2026-01-01\n"), "records no checksums"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_cache_is_named_and_rebuilt(tiny_cache, capfd, case):
+    name, damage, problem = DAMAGE[case]
+    cache = M._bundled_cache()
+    damage(cache / name)
+    capfd.readouterr()
+    model, _ = load_model("bundled", device="cpu")
+    err = capfd.readouterr().err
+    assert problem in err and str(cache) in err and "rebuilding it automatically" in err
+    assert len(tiny_cache) == 2 and M.cache_problem(cache) is None and model.config.num_hidden_layers == 2
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]  # no temporary folder left
+
+
+def test_an_intact_cache_is_not_rebuilt(tiny_cache, capfd):
+    load_model("bundled", device="cpu")
+    assert len(tiny_cache) == 1 and "rebuilding" not in capfd.readouterr().err
+
+
+def test_temporary_folders_of_killed_conversions_are_removed(tiny_cache, capfd):
+    cache = M._bundled_cache()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = cache.with_name(f"{cache.name}.partial-{int(dead.stdout)}")  # its process has ended
+    old = cache.with_name(f"{cache.name}.partial-{os.getppid()}")  # a live process, but hours old
+    for folder in (killed, old):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half a model")
+    os.utime(old, (time.time() - 2 * M.STALE_SECONDS,) * 2)
+    load_model("bundled", device="cpu")
+    assert not killed.exists() and not old.exists()
+    assert "left by a conversion that was killed" in capfd.readouterr().err
+
+    old.mkdir()  # a conversion another live process is doing right now is left alone
+    load_model("bundled", device="cpu")
+    assert old.exists()
+    shutil.rmtree(old)

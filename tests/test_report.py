@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
+from pokerlib.tools.params import ROOT
 from pokerlib.tools.render import (
     cell_options,
     check_params,
@@ -21,7 +22,6 @@ from pokerlib.tools.render import (
     parameter_names,
     resolve_xrefs,
 )
-from pokerlib.tools.runner import ROOT
 
 HEADINGS = [
     "Summary",

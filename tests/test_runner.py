@@ -16,7 +16,8 @@ from conftest import run_cli
 
 from pokerlib import LABELS
 from pokerlib.config import RunConfig
-from pokerlib.tools.runner import MARKER, ROOT, VARIANTS, resolve_config
+from pokerlib.run import MARKER
+from pokerlib.tools.params import ORIGINAL_VARIANTS, ROOT, resolve_config
 
 SMOKE = ["--overrides", "params/smoke.yaml"]
 
@@ -55,7 +56,7 @@ def test_missing_params_file(tmp_path):
 
 def test_params_files_resolve_to_the_original_variants():
     """The three variants, as their params files resolve over RunConfig's defaults (and a base file)."""
-    v1, v2, v3 = (resolve_config(ROOT / "params" / f"{v}.yaml").to_dict() for v in VARIANTS)
+    v1, v2, v3 = (resolve_config(ROOT / "params" / f"{v}.yaml").to_dict() for v in ORIGINAL_VARIANTS)
     shared = dict(
         num_steps=100,
         batch_size=4,
@@ -118,7 +119,7 @@ def test_the_parameters_cell_lists_every_config_field_with_its_default():
 
 
 def test_run_all_writes_every_artifact(smoke_runs):
-    for variant in VARIANTS:
+    for variant in ORIGINAL_VARIANTS:
         run = smoke_runs / variant / "seed0"
         marker = json.loads((run / MARKER).read_text())
         params = yaml.safe_load((run / "params.yaml").read_text())
@@ -238,3 +239,25 @@ def test_failed_run_exits_nonzero_and_keeps_notebook(tmp_path):
     assert proc.returncode == 1 and "failed" in proc.stderr
     assert (run / "grpo_poker.ipynb").exists() and not (run / MARKER).exists()
     assert "Error" in (run / "grpo_poker.ipynb").read_text()
+
+
+def test_set_values_are_read_as_yaml_1_2():
+    """The README's `--set learning_rate=1e-4` is a float; `017` is seventeen, not octal fifteen; yes stays text."""
+    from pokerlib.tools.params import parse_overrides
+
+    items = ["learning_rate=1e-4", "seed=017", "beta=.5", "class_weights=false", "model=yes", "x=0o17"]
+    values = parse_overrides(items)
+    assert values == {"learning_rate": 1e-4, "seed": 17, "beta": 0.5, "class_weights": False, "model": "yes", "x": 15}
+    cfg = resolve_config(ROOT / "params" / "v2_balanced.yaml", parse_overrides(["learning_rate=1e-4", "seed=017"]))
+    assert (cfg.learning_rate, cfg.seed) == (1e-4, 17)
+
+
+@pytest.mark.parametrize("item", ["num_steps=[1,", "beta={a", "seed=" + "[" * 5000])
+def test_a_malformed_set_value_is_one_bounded_line_naming_the_key(item, capsys):
+    from pokerlib.tools.cli import main
+
+    code = main(["run", "params/v2_balanced.yaml", "--set", item, "--runs-dir", "/nonexistent"])
+    err = capsys.readouterr().err
+    key = item.split("=")[0]
+    assert code == 1 and err.startswith(f"error: {key}: cannot read") and len(err.splitlines()) == 1
+    assert len(err) < 300 and "Traceback" not in err

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import fake_run, reseal, run_cli, write_results
+from conftest import fake_run, reseal, run_cli, write_fake_results
 
 from analysis import load_run, load_seeds
-from pokerlib import model as M
 from pokerlib.config import RunConfig
-from pokerlib.model import load_model
-from pokerlib.tools import runner
+from pokerlib.run import MARKER
+from pokerlib.tools import run_folder, runner
 from pokerlib.tools.artifacts import ArtifactError, verify_run
 from pokerlib.tools.cli import main as cli_main
-from pokerlib.tools.runner import MARKER, ROOT, RunError, read_params, resolve_config, run_variant
+from pokerlib.tools.params import ROOT, read_params, resolve_config
+from pokerlib.tools.runner import RunError, run_variant
 
 V2 = str(ROOT / "params" / "v2_balanced.yaml")
 SMOKE = ["--overrides", str(ROOT / "params" / "smoke.yaml")]
@@ -122,7 +122,7 @@ def fake_papermill(fail_in_notebook: bool = False):
         Path(output).write_text(json.dumps({"cells": [], "seed": parameters["seed"]}))
         if fail_in_notebook:
             raise RuntimeError("the kernel died")
-        write_results(out, parameters["num_steps"])
+        write_fake_results(out, parameters["num_steps"])
 
     return execute
 
@@ -152,7 +152,7 @@ def boom(*args, **kwargs):
 STAGES = {
     "in the notebook": [],
     "before the marker": [("checksums", boom)],
-    "writing the marker": [("_write_atomic", boom)],
+    "writing the marker": [("write_atomic", boom)],
     "at the exchange": [("_exchange", boom)],
     "after the exchange": [("shutil.rmtree", boom)],
     "before the first rename": [("_exchange", lambda a, b: False), ("os.rename", boom)],
@@ -177,8 +177,8 @@ def inject(monkeypatch, stage: str) -> None:
         if "." in target:
             module, attr = target.split(".")
             monkeypatch.setattr(getattr(runner, module), attr, action)
-        else:
-            monkeypatch.setattr(runner, target, action)
+        else:  # the name where it is called: the runner's marker, the run folder's exchange
+            monkeypatch.setattr(runner if hasattr(runner, target) else run_folder, target, action)
 
 
 def test_replace_skips_current_runs_and_replaces_stale_ones(tmp_path):
@@ -220,7 +220,7 @@ def test_an_interrupted_force_run_leaves_the_old_or_the_new_complete_run(tmp_pat
     assert complete, "neither the old nor the new run is left"
     if stage != "between the renames":  # only the fallback without an atomic exchange leaves a gap, filled below
         assert complete_seed(run_dir) in (0, 1)
-    runner._recover(run_dir)  # what the next run of this name does first, with the lock held
+    runner.recover(run_dir)  # what the next run of this name does first, with the lock held
     assert complete_seed(run_dir) in (0, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".v2_balanced.lock", "v2_balanced"]
 
@@ -260,7 +260,7 @@ def test_recovery_leaves_the_temporary_folders_of_a_similarly_named_run_alone(tm
     building = tmp_path / ".v2.b.new-123"  # run `v2.b` being built by another process
     building.mkdir()
     fake_run(tmp_path / "v2")
-    runner._recover(tmp_path / "v2")
+    runner.recover(tmp_path / "v2")
     assert building.is_dir()
 
 
@@ -345,7 +345,7 @@ def test_a_missing_artifact_is_named(tmp_path):
 def test_runs_finished_before_checksums_are_still_range_checked(tmp_path):
     run = fake_run(tmp_path / "r")
     edit_json(run / "COMPLETE", lambda d: d.pop("sha256"))
-    assert load_run(run)["params"]["seed"] == 0
+    assert load_run(run).params["seed"] == 0
     edit_json(run / "eval.json", impossible_eval)
     with pytest.raises(ArtifactError, match="accuracy must be in"):
         load_run(run)
@@ -412,85 +412,6 @@ def test_bad_params_files_fail_in_one_line_naming_the_file(tmp_path, capsys, tex
     assert not (tmp_path / "runs").exists()
 
 
-# 7. The model cache: damage is found at load and repaired
-
-
-def save_tiny(tiny, folder):
-    model, tokenizer = tiny
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-
-
-@pytest.fixture
-def tiny_cache(tiny, tmp_path, monkeypatch):
-    """A private cache whose 'conversion' saves the tiny model (instant); returns the list of conversions."""
-    monkeypatch.setenv("POKERLIB_CACHE", str(tmp_path))
-    writes = []
-    real = M._write_once
-    monkeypatch.setattr(
-        M, "_write_once", lambda target, _convert: real(target, lambda d: (writes.append(d), save_tiny(tiny, d)))
-    )
-    load_model("bundled", device="cpu")
-    assert len(writes) == 1
-    return writes
-
-
-def truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[-100] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-DAMAGE = {
-    "truncated weights": ("model.safetensors", truncate, "model.safetensors is damaged or truncated"),
-    "changed bytes": ("model.safetensors", flip_a_byte, "model.safetensors is damaged or truncated"),
-    "missing config": ("config.json", Path.unlink, "config.json is missing"),
-    "missing tokenizer": ("tokenizer.json", Path.unlink, "tokenizer.json is missing"),
-    "marker without checksums": ("COMPLETE", lambda p: p.write_text("written 2026-01-01\n"), "records no checksums"),
-}
-
-
-@pytest.mark.parametrize("case", list(DAMAGE))
-def test_a_damaged_cache_is_named_and_rebuilt(tiny_cache, capfd, case):
-    name, damage, problem = DAMAGE[case]
-    cache = M._bundled_cache()
-    damage(cache / name)
-    capfd.readouterr()
-    model, _ = load_model("bundled", device="cpu")
-    err = capfd.readouterr().err
-    assert problem in err and str(cache) in err and "rebuilding it automatically" in err
-    assert len(tiny_cache) == 2 and M.cache_problem(cache) is None and model.config.num_hidden_layers == 2
-    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]  # no temporary folder left
-
-
-def test_an_intact_cache_is_not_rebuilt(tiny_cache, capfd):
-    load_model("bundled", device="cpu")
-    assert len(tiny_cache) == 1 and "rebuilding" not in capfd.readouterr().err
-
-
-def test_temporary_folders_of_killed_conversions_are_removed(tiny_cache, capfd):
-    cache = M._bundled_cache()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    killed = cache.with_name(f"{cache.name}.partial-{int(dead.stdout)}")  # its process has ended
-    old = cache.with_name(f"{cache.name}.partial-{os.getppid()}")  # a live process, but hours old
-    for folder in (killed, old):
-        folder.mkdir()
-        (folder / "model.safetensors").write_bytes(b"half a model")
-    os.utime(old, (time.time() - 2 * M.STALE_SECONDS,) * 2)
-    load_model("bundled", device="cpu")
-    assert not killed.exists() and not old.exists()
-    assert "left by a conversion that was killed" in capfd.readouterr().err
-
-    old.mkdir()  # a conversion another live process is doing right now is left alone
-    load_model("bundled", device="cpu")
-    assert old.exists()
-    shutil.rmtree(old)
-
-
 # 8. Smaller holes: stray folders, missing seeds and runs, read-only runs folders
 
 
@@ -498,7 +419,7 @@ def test_a_stray_seed_folder_is_ignored_and_a_missing_expected_seed_is_named(tmp
     for seed in (0, 1):
         fake_run(tmp_path / "v2_balanced" / f"seed{seed}", seed)
     shutil.copytree(tmp_path / "v2_balanced" / "seed0", tmp_path / "v2_balanced" / "seed0.bak")
-    assert [r["params"]["seed"] for r in load_seeds(tmp_path, "v2_balanced")] == [0, 1]
+    assert [r.params["seed"] for r in load_seeds(tmp_path, "v2_balanced")] == [0, 1]
     with pytest.raises(FileNotFoundError, match="no seed 2 of v2_balanced") as err:
         load_seeds(tmp_path, "v2_balanced", seeds=[0, 1, 2])
     assert "run-all --variants v2_balanced --seeds 2" in str(err.value)
@@ -530,3 +451,87 @@ def test_a_read_only_runs_folder_gives_one_line(tmp_path, capsys):
     finally:
         runs.chmod(0o755)
     assert code == 1 and err.count("\n") == 1 and "Permission denied" in err and "writable --runs-dir" in err
+
+
+# 9. A damaged complete run is never skipped as current; a failed run does not stop the runs after it
+
+
+DAMAGES = {
+    "eval.json deleted": lambda run: (run / "eval.json").unlink(),
+    "marker without code_version": lambda run: _edit_marker(run, "code_version"),
+    "marker without checksums": lambda run: _edit_marker(run, "sha256"),
+}
+
+
+def _edit_marker(run: Path, key: str) -> None:
+    marker = json.loads((run / MARKER).read_text())
+    del marker[key]
+    (run / MARKER).write_text(json.dumps(marker))
+
+
+@pytest.mark.parametrize("case", list(DAMAGES))
+def test_a_damaged_complete_run_is_replaced_not_skipped(tmp_path, monkeypatch, case):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill())
+    quiet = lambda *_: None  # noqa: E731
+    run_dir = run_variant(smoke_config(0), "v2_balanced", tmp_path, log=quiet)
+    DAMAGES[case](run_dir)
+    with pytest.raises(RunError, match=r"holds a damaged run \(.+\): pass --replace"):
+        run_variant(smoke_config(0), "v2_balanced", tmp_path, log=quiet)  # same parameters and code, yet not current
+    said = []
+    run_variant(smoke_config(0), "v2_balanced", tmp_path, replace=True, log=said.append)
+    assert not any(line.startswith("skip") for line in said) and complete_seed(run_dir) == 0
+    marker = json.loads((run_dir / MARKER).read_text())
+    assert (run_dir / "eval.json").is_file() and {"code_version", "sha256"} <= set(marker)
+
+
+def test_serial_run_all_goes_on_past_a_failed_run_and_sums_up(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    works, fails = fake_papermill(), fake_papermill(fail_in_notebook=True)
+
+    def execute(notebook, output, parameters, **kwargs):
+        return (fails if "v2_balanced" in str(output) else works)(notebook, output, parameters, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    code = cli_main(["run-all", "--variants", "v2_balanced", "v3_balanced_kl", *SMOKE, "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "run v2_balanced failed" in err and "1 of 2 runs failed" in err and "Traceback" not in err
+    assert (tmp_path / "v3_balanced_kl" / MARKER).is_file() and not (tmp_path / "v2_balanced" / MARKER).is_file()
+
+
+# 10. Checks that used to come after the work, or not at all
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("mine")
+    (tmp_path / ".v2.lock").symlink_to(target)
+    with pytest.raises(RunError, match="is a symbolic link, not the runner's lock file"):
+        with runner.run_lock(tmp_path / "v2"):
+            pass
+    assert target.read_text() == "mine"
+
+
+def test_a_seed_torch_cannot_take_fails_in_the_config():
+    with pytest.raises(ValueError, match=r"seed must be below 2\*\*64"):
+        RunConfig(seed=2**64)
+    assert RunConfig(seed=2**64 - 1).seed == 2**64 - 1
+
+
+@pytest.mark.parametrize(("device", "problem"), [("tpu", "unknown device 'tpu'"), ("cuda:0", "not available")])
+def test_an_unusable_device_fails_before_any_run_starts(tmp_path, capsys, device, problem):
+    if device.startswith("cuda") and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, err = cli(capsys, "run", V2, *SMOKE, "--set", f"device={device}", "--runs-dir", str(tmp_path))
+    assert code == 1 and problem in err and len(err.splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["bench", "time-to-accuracy"])
+def test_an_unwritable_out_fails_before_the_work(tmp_path, capsys, command):
+    (tmp_path / "file").write_text("")
+    out = str(tmp_path / "file" / "x.json")  # a path under a file: nothing can be written there
+    args = ["bench", "--model", "tiny"] if command == "bench" else ["time-to-accuracy", V2, "--target", "0.5"]
+    code, err = cli(capsys, *args, "--out", out)  # before: the whole measurement, then an OSError traceback
+    assert code == 1 and err.startswith(f"error: cannot write --out {out}") and len(err.splitlines()) == 1

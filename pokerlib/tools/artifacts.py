@@ -4,7 +4,6 @@ damaged or edited run out of the report."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -12,12 +11,11 @@ from typing import Any
 
 import yaml
 
+from ..checksums import checksums as _checksums
+from ..checksums import sha256_file
 from ..oracle import LABEL_WEIGHTS
+from ..run import ARTIFACTS, LOG_COLUMNS, MARKER, MODELS
 
-MARKER = "COMPLETE"
-ARTIFACTS = ("params.yaml", "train_log.csv", "eval.json", "predictions.csv", "env.json", "grpo_poker.ipynb")
-LOG_COLUMNS = ("step", "reward", "loss", "updated")  # the columns every training log has and the report reads
-MODELS = ("reference", "finetuned")
 MAX_REWARD = max(LABEL_WEIGHTS.values())
 
 
@@ -25,15 +23,24 @@ class ArtifactError(ValueError):
     """A run whose files are missing, changed since the run finished, or hold impossible values."""
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in blocks (a notebook or a model can be large)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def checksums(folder: Path, names: tuple[str, ...] = ARTIFACTS) -> dict[str, str]:
-    """sha256 of each named file of `folder`, for the completion marker."""
-    return {name: sha256_file(Path(folder) / name) for name in names}
+    """sha256 of each of a run's artifacts, for the completion marker."""
+    return _checksums(folder, names)
+
+
+def damage(folder: Path, marker: dict) -> str | None:
+    """Why a complete run cannot count as current (an artifact missing or changed since its marker, or a marker
+    without the code version or checksums every complete run records), or None when it is whole."""
+    missing = [key for key in ("code_version", "sha256") if not marker.get(key)]
+    if missing:
+        return f"its {MARKER} marker records no {' and no '.join(missing)}"
+    recorded = marker["sha256"] if isinstance(marker["sha256"], dict) else {}
+    for name in ARTIFACTS:
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if name not in recorded or sha256_file(folder / name) != recorded[name]:
+            return f"{name} changed after the run finished (its sha256 differs from the marker's)"
+    return None
 
 
 def _fail(folder: Path, name: str, problem: str) -> ArtifactError:

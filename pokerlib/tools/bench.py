@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig
-from ..data import make_splits
-from ..grpo import group_advantages, grpo_step
-from ..labels import build_label_space
+from ..grpo import grpo_step
 from ..logprobs import encode_prompts, forward_precision
-from ..model import frozen_copy, load_model
+from ..objectives import group_advantages
 from ..rewards import compute_rewards
+from ..run import prepare
 from ..sft import sft_step
 from ..train import make_optimizer
+from .limit import matmul_limit
 
 
 def _rss_bytes() -> int:
@@ -100,6 +100,12 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
     optimizer.step()
 
 
+def benchmark_config(model: str = "bundled", batch_size: int = 4, bf16: bool = False) -> RunConfig:
+    """The benchmarks' run (ours and TRL's): the first `batch_size` of 80 balanced training hands, on the CPU."""
+    return RunConfig(model=model, batch_size=batch_size, logprob_space="full", bf16=bf16, device="cpu",
+                     n_per_class_train=10, n_per_class_eval=1, n_per_class_val=1)
+
+
 def _tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -131,17 +137,16 @@ def run_benchmark(
     With bf16, all methods run their forward passes under bfloat16 autocast (weights stay float32).
     The memory floor is read after the warm-up steps, so AdamW's state exists."""
     libraries = _rss_bytes()
-    policy, tokenizer = load_model(model, device="cpu")
-    reference = frozen_copy(policy)
-    space = build_label_space(tokenizer)
-    train, _ = make_splits("balanced", 10, 1, seed=0)
-    examples = train[:batch_size]  # same prompts for both methods
+    base = benchmark_config(model, batch_size, bf16)
+    run = prepare(base, reference=True)  # the memory floor counts a reference, as v3's KL term holds one
+    policy, reference, tokenizer, space = run.policy, run.reference, run.tokenizer, run.space
+    examples = run.train_examples[:batch_size]  # same prompts for every method
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     times: dict[tuple[str, int], list[float]] = {}
     peaks: dict[tuple[str, int], int] = {}
-    base = RunConfig(model=model, batch_size=batch_size, decoding="constrained", logprob_space="full", bf16=bf16)
-    optimizer = make_optimizer(policy, base)  # shared by both methods
+    optimizer = make_optimizer(policy, base)  # shared by every method
+    prompt_rows = encode_prompts(tokenizer, [e.prompt for e in examples]).ids.numel()  # B x padded prompt length
 
     def ours(cfg: RunConfig) -> None:
         grpo_step(policy, reference, optimizer, tokenizer, space, examples, cfg, generator, skip_without_signal=False)
@@ -153,23 +158,30 @@ def run_benchmark(
         "floor_sft": lambda cfg: sft_step(
             policy, optimizer, tokenizer, space, examples, replace(cfg, objective="sft"), generator
         ),  # one forward and backward over the prompts and an update: the least any learner does
+        "limit": matmul_limit(policy, optimizer, rows=prompt_rows, head_rows=batch_size, bf16=bf16),
     }
-    for run in methods.values():  # warm-up: first calls build kernels and allocator pools
-        run(replace(base, num_generations=generations[0]))
+    for name, run in methods.items():  # warm-up: first calls build kernels and allocator pools
+        run() if name == "limit" else run(replace(base, num_generations=generations[0]))
     floor = memory_floor(policy, reference, optimizer, libraries)
     for rep in range(repeats):
         for g in generations:
             for name, run in methods.items():
                 with PeakRSS() as rss:
                     start = time.perf_counter()
-                    run(replace(base, num_generations=g))
+                    run() if name == "limit" else run(replace(base, num_generations=g))
                     elapsed = time.perf_counter() - start
                 times.setdefault((name, g), []).append(elapsed)
                 peaks[(name, g)] = max(peaks.get((name, g), 0), rss.peak)
                 print(f"  rep {rep + 1}/{repeats} G={g:2d} {name:16s} {elapsed:6.2f} s", flush=True)
+    return _rows(times, peaks, methods, generations, batch_size, bf16), floor
+
+
+def _rows(times: dict, peaks: dict, methods, generations, batch_size: int, bf16: bool) -> list[dict]:
+    """The table's rows: each method's median seconds at each G, its speedup over the original, its peak."""
     rows = []
     for g in generations:
         original = statistics.median(times[("original", g)])
+        limit = statistics.median(times[("limit", g)])
         for name in methods:
             seconds = statistics.median(times[(name, g)])
             rows.append(
@@ -180,22 +192,29 @@ def run_benchmark(
                     "G": g,
                     "seconds": seconds,
                     "speedup": original / seconds,
+                    "times_limit": seconds / limit,  # the step against its own matrix products and update
                     "peak_rss_gb": peaks[(name, g)] / 1e9,
                 }
             )
-    return rows, floor
+    return rows
+
+
 
 
 def format_table(rows: list[dict]) -> str:
+    """The benchmark as a Markdown table; with the `limit` column when the rows were measured against it."""
+    limited = all("times_limit" in r for r in rows)
     lines = [
-        "| method | precision | B | G | seconds/step (median) | speedup vs original | peak RSS |",
-        "|---|---|---|---|---|---|---|",
+        "| method | precision | B | G | seconds/step (median) | speedup vs original |"
+        + (" x its limit |" if limited else "") + " peak RSS |",
+        "|---|---|---|---|---|---|" + ("---|" if limited else "") + "---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r.get('precision', 'float32')} | {r['B']} | {r['G']} | {r['seconds']:.2f} "
             f"| {r['speedup']:.1f}x "
-            f"| {r['peak_rss_gb']:.2f} GB |"
+            + (f"| {r['times_limit']:.2f}x " if limited else "")
+            + f"| {r['peak_rss_gb']:.2f} GB |"
         )
     return "\n".join(lines)
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ..data import make_splits
-from ..model import load_model
 from ..rewards import compute_rewards
-from .bench import PeakRSS, _rss_bytes
+from ..run import prepare
+from .bench import PeakRSS, _rss_bytes, benchmark_config
 
 TRL_INSTALL = "pip install -c requirements.txt -e '.[bench]'  (or run `make bench-trl`)"
 
@@ -56,6 +55,13 @@ def _step_timer():
     return StepTimer()
 
 
+# The rest of GRPOConfig: the benchmark's settings of our step (bench.py), in TRL's names, with nothing logged.
+SAME_AS_OURS = dict(
+    learning_rate=1e-5, max_grad_norm=1.0, beta=0.0, temperature=1.0, top_k=0, use_cpu=True, bf16=False, seed=0,
+    logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+)
+
+
 def run_trl_benchmark(
     model: str = "bundled",
     batch_size: int = 4,
@@ -71,9 +77,9 @@ def run_trl_benchmark(
     except ImportError as err:
         raise ImportError(f"the TRL benchmark needs trl: {TRL_INSTALL}") from err
     libraries = _rss_bytes()
-    policy, tokenizer = load_model(model, device="cpu")
-    train, _ = make_splits("balanced", 10, 1, seed=0)
-    examples = train[:batch_size]  # the prompts bench.py times our step on
+    run = prepare(benchmark_config(model, batch_size))
+    policy, tokenizer = run.policy, run.tokenizer
+    examples = run.train_examples[:batch_size]  # the prompts bench.py times our step on
     dataset = Dataset.from_list([{"prompt": e.prompt, "label": e.label} for e in examples])
     timer = _step_timer()
     with tempfile.TemporaryDirectory(prefix="bench-trl-") as out:
@@ -83,18 +89,7 @@ def run_trl_benchmark(
             num_generations=num_generations,
             max_completion_length=max_completion_length,
             max_steps=warmup + repeats,
-            learning_rate=1e-5,
-            max_grad_norm=1.0,
-            beta=0.0,
-            temperature=1.0,
-            top_k=0,
-            use_cpu=True,
-            bf16=False,
-            seed=0,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
+            **SAME_AS_OURS,
         )
         trainer = GRPOTrainer(
             model=policy,

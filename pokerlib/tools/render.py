@@ -14,17 +14,18 @@ import base64
 import difflib
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
+from .kernel import ipc_kernel
+
 _OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*)$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*(?:\{([^}]*)\})?\s*$")
 _XREF = re.compile(r"@((?:fig|sec)-[\w-]*\w)")
 _FENCE = re.compile(r"^(```|~~~)")
-TEMPLATE = Path(__file__).with_name("report.html")  # the page around Pandoc's body, styles included
+TEMPLATE = Path(__file__).with_name("page_template.html")  # the page around Pandoc's body, styles included
 
 
 def cell_options(source: str) -> tuple[dict, str]:
@@ -80,21 +81,11 @@ def check_params(nb, params: dict, source: str) -> None:
 
 
 def execute(nb, cwd: Path) -> None:
-    """Run every cell in a fresh kernel started in `cwd`; a failing cell raises CellExecutionError.
-
-    The kernel talks over local IPC sockets, not TCP ports, so it has nothing to warn about encryption.
-    """
-    from jupyter_client.manager import KernelManager
+    """Run every cell in a fresh kernel started in `cwd`; a failing cell raises CellExecutionError."""
     from nbclient import NotebookClient
 
-    sockets = Path(tempfile.mkdtemp(prefix="pokerlib-kernel-"))
-    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
-    try:
+    with ipc_kernel() as km:
         NotebookClient(nb, km=km, timeout=3600, resources={"metadata": {"path": str(cwd)}}).execute()
-    finally:
-        if km.has_kernel:  # a kernel we passed in is ours to stop
-            km.shutdown_kernel(now=True)
-        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def number_figures(nb) -> dict[str, int]:

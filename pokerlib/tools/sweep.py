@@ -14,7 +14,9 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..config import RunConfig
-from .runner import MARKER, RunError, _write_atomic, code_version, needs_run, read_marker, run_variant
+from ..run import MARKER
+from .run_folder import RunError, read_marker, write_atomic
+from .runner import code_version, needs_run, run_variant
 
 Job = tuple[RunConfig, str]  # a resolved configuration and its run name
 RAY_INSTALL = "pip install -c requirements.txt -e '.[ray]'"
@@ -103,7 +105,7 @@ def write_run(files: dict[str, bytes], run_dir: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     if marker is not None:
-        _write_atomic(run_dir / MARKER, marker.decode())
+        write_atomic(run_dir / MARKER, marker.decode())
 
 
 def _ray_threads(ray, n_jobs: int) -> int:

@@ -15,29 +15,20 @@ from pathlib import Path
 
 import torch
 
-from ..data import make_splits, make_validation
-from ..labels import build_label_space
-from ..model import frozen_copy, load_model
-from ..train import train
-from .runner import resolve_config
+from ..run import prepare
+from .params import resolve_config
 
 
 class _Reached(Exception):
     """Raised from the step callback to end training at the first validation at or above the target."""
 
 
-def time_to_accuracy(params: str | Path, target: float, seed: int = 0, overrides: dict | None = None) -> dict:
+def measure_time_to_accuracy(params: str | Path, target: float, seed: int = 0, overrides: dict | None = None) -> dict:
     """Train `params` (resolved as a run would be) until validation accuracy >= `target` or its budget ends."""
     cfg = resolve_config(params, overrides or {}, seed)
     if not cfg.val_every:
         raise ValueError(f"{params} measures no validation accuracy during training: set val_every >= 1")
-    policy, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
-    reference = frozen_copy(policy) if cfg.beta > 0 else None
-    space = build_label_space(tokenizer)
-    train_examples, _ = make_splits(cfg.dataset, cfg.n_per_class_train, cfg.n_per_class_eval, cfg.seed)
-    val_examples = make_validation(
-        cfg.dataset, cfg.n_per_class_train, cfg.n_per_class_eval, cfg.n_per_class_val, cfg.seed
-    )
+    run = prepare(cfg)
     log: list[dict] = []
 
     def check(row: dict) -> None:
@@ -49,7 +40,7 @@ def time_to_accuracy(params: str | Path, target: float, seed: int = 0, overrides
     with tempfile.TemporaryDirectory(prefix="pokerlib-timing-") as scratch:
         default, tempfile.tempdir = tempfile.tempdir, scratch  # a best-weights checkpoint cut short goes with it
         try:
-            train(policy, reference, tokenizer, space, train_examples, cfg, on_step=check, val_examples=val_examples)
+            run.run_training(on_step=check)
         except _Reached:
             pass
         finally:
@@ -76,7 +67,7 @@ def main(params: list[str], target: float, seed: int = 0, out: str | None = None
     """Measure each params file in turn (one process, one at a time), print a line each, write JSON to `out`."""
     rows = []
     for path in params:
-        row = time_to_accuracy(path, target, seed, overrides)
+        row = measure_time_to_accuracy(path, target, seed, overrides)
         verb = "reached" if row["reached"] else "never reached; best"
         print(
             f"{Path(path).stem}: {verb} {row['val_accuracy']:.3f} at step {row['step']} after "

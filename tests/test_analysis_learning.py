@@ -6,16 +6,16 @@ import pandas as pd
 import pytest
 
 from analysis import tables
-from analysis.objectives import (
+from analysis.learning import (
     best_of,
     group_weight,
-    time_to_accuracy,
+    time_to_target,
     weight_on_lost_prompts,
 )
 from analysis.runs import load_seeds
 from pokerlib.objectives import objective_weight
 from pokerlib.oracle import LABELS
-from pokerlib.tools.runner import ROOT
+from pokerlib.tools.params import ROOT
 
 
 def log_with_gold_probs(rows: list[dict[str, float]]) -> pd.DataFrame:
@@ -76,11 +76,11 @@ def test_time_to_accuracy_sums_training_seconds_up_to_the_first_evaluation_at_th
             "val_accuracy": [float("nan"), 0.5, float("nan"), 0.9],
         }
     )
-    assert time_to_accuracy(log, 0.85) == (10.0, 0.9, 4, True)
-    assert time_to_accuracy(log, 0.4) == (3.0, 0.5, 2, True)
-    assert time_to_accuracy(log, 0.95) == (10.0, 0.9, 4, False)  # never reached: the best, and when
+    assert time_to_target(log, 0.85) == (10.0, 0.9, 4, True)
+    assert time_to_target(log, 0.4) == (3.0, 0.5, 2, True)
+    assert time_to_target(log, 0.95) == (10.0, 0.9, 4, False)  # never reached: the best, and when
     with pytest.raises(ValueError, match="no validation accuracy"):
-        time_to_accuracy(log.drop(columns="val_accuracy"), 0.5)
+        time_to_target(log.drop(columns="val_accuracy"), 0.5)
 
 
 def test_search_table_on_the_smoke_search(smoke_runs):
@@ -88,7 +88,7 @@ def test_search_table_on_the_smoke_search(smoke_runs):
     table = tables.search(search, ROOT / "params" / "search.yaml")
     assert set(table["setting"]) == {"grpo", "maxrl"}
     assert all(len(runs) == 3 for runs in search.values())
-    means = {k: sum(r["eval"]["finetuned"]["accuracy"] for r in runs) / 3 for k, runs in search.items()}
+    means = {k: sum(r.eval["finetuned"]["accuracy"] for r in runs) / 3 for k, runs in search.items()}
     assert list(table["setting"]) == sorted(means, key=means.get, reverse=True)
     assert best_of(search, ("maxrl", "rft")) == "maxrl"
     assert best_of(search, ("grpo", "dr_grpo")) == "grpo"
@@ -98,6 +98,6 @@ def test_search_table_on_the_smoke_search(smoke_runs):
 
 def test_a_search_run_that_scored_the_test_hands_is_refused(smoke_runs):
     search = {"grpo": load_seeds(smoke_runs / "search", "grpo")}
-    search["grpo"][0]["eval"]["split"] = "test"
+    search["grpo"][0].eval["split"] = "test"
     with pytest.raises(ValueError, match="validation hands"):
         tables.search(search, ROOT / "params" / "search.yaml")

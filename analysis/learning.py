@@ -14,17 +14,17 @@ from pokerlib.oracle import LABEL_WEIGHTS, LABELS
 TARGET_ACCURACY = 0.85  # the accuracy a reward-only objective should reach, for time-to-accuracy
 
 
-def logging(runs: list[dict], column: str) -> list[dict]:
+def runs_with_column(runs: list[dict], column: str) -> list[dict]:
     """The runs whose training log has `column`: runs of an earlier library version lack the newer columns."""
-    return [r for r in runs if column in r["log"]]
+    return [r for r in runs if column in r.log]
 
 
 def best_of(search_runs: dict[str, list[dict]], advantages: tuple[str, ...]) -> str:
     """The search setting with the highest mean validation accuracy among those using one of `advantages`."""
     means = {
-        key: sum(r["eval"]["finetuned"]["accuracy"] for r in runs) / len(runs)
+        key: sum(r.eval["finetuned"]["accuracy"] for r in runs) / len(runs)
         for key, runs in search_runs.items()
-        if runs[0]["params"].get("advantage", "grpo") in advantages
+        if runs[0].params.get("advantage", "grpo") in advantages
     }
     if not means:
         raise ValueError(f"the search has no setting with advantage in {advantages}")
@@ -92,7 +92,7 @@ def weight_on_lost_prompts(
     return (lost / total.where(total > 0)).fillna(0.0)
 
 
-def time_to_accuracy(log: pd.DataFrame, target: float) -> tuple[float, float, int, bool]:
+def time_to_target(log: pd.DataFrame, target: float) -> tuple[float, float, int, bool]:
     """(training seconds until validation accuracy first reaches `target`, or until the best if it never does;
     that accuracy; its step; whether the target was reached). Training seconds sum `step_seconds`, evaluation
     excluded."""
