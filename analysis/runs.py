@@ -64,7 +64,29 @@ def load_seeds(runs_dir: str | Path, variant: str, seeds: Iterable[int] | None =
             f"no {what} of {variant} in {base}: run `python -m pokerlib run-all --variants {variant} --seeds {wanted} "
             f"--runs-dir {runs_dir}`"
         )
-    return [load_run(found[seed]) for seed in sorted(found)]
+    runs = [load_run(found[seed]) for seed in sorted(found)]
+    check_seeds(runs, variant)
+    return runs
+
+
+def check_seeds(runs: list[RunRecord], variant: str) -> None:
+    """Seed folders average only as seeds of one setting: each `seed<N>` ran with seed N, and every parameter
+    but the seed is the same in all of them (not another variant's run copied in)."""
+    for run in runs:
+        number = int(run.folder.name.removeprefix("seed"))
+        if run.params.get("seed") != number:
+            raise ValueError(
+                f"{run.folder} is named seed{number} but ran with seed {run.params.get('seed')!r} "
+                "(params.yaml): move it to its own seed's folder or re-run it"
+            )
+    settings = [{k: v for k, v in run.params.items() if k != "seed"} for run in runs]
+    for run, setting in zip(runs, settings, strict=True):
+        differ = sorted(k for k in set(setting) | set(settings[0]) if setting.get(k) != settings[0].get(k))
+        if differ:
+            raise ValueError(
+                f"{run.folder} is not a seed of the same setting as {runs[0].folder}: they differ in "
+                f"{', '.join(differ[:5])}; a variant's seeds must share every parameter but the seed"
+            )
 
 
 def mean_ci(values) -> tuple[float, float]:

@@ -94,7 +94,7 @@ def test_run_names_outside_the_runs_folder_are_refused_before_anything_is_touche
 
 def test_a_second_process_on_the_same_run_fails_naming_the_first(tmp_path):
     run_dir = tmp_path / "v2_balanced"
-    with runner.run_lock(run_dir):  # this test process holds the run
+    with run_folder.run_lock(run_dir):  # this test process holds the run
         proc = run_cli("run", V2, *SMOKE, "--runs-dir", str(tmp_path), check=False)
     assert proc.returncode == 1
     assert f"in use by process {os.getpid()}" in proc.stderr and ".v2_balanced.lock" in proc.stderr
@@ -103,11 +103,11 @@ def test_a_second_process_on_the_same_run_fails_naming_the_first(tmp_path):
 
 def test_the_lock_is_released_when_its_holder_ends(tmp_path):
     run_dir = tmp_path / "run"
-    with runner.run_lock(run_dir):
+    with run_folder.run_lock(run_dir):
         with pytest.raises(RunError, match=f"in use by process {os.getpid()}"):
-            with runner.run_lock(run_dir):
+            with run_folder.run_lock(run_dir):
                 pass
-    with runner.run_lock(run_dir):  # free again
+    with run_folder.run_lock(run_dir):  # free again
         pass
 
 
@@ -220,7 +220,7 @@ def test_an_interrupted_force_run_leaves_the_old_or_the_new_complete_run(tmp_pat
     assert complete, "neither the old nor the new run is left"
     if stage != "between the renames":  # only the fallback without an atomic exchange leaves a gap, filled below
         assert complete_seed(run_dir) in (0, 1)
-    runner.recover(run_dir)  # what the next run of this name does first, with the lock held
+    run_folder.recover(run_dir)  # what the next run of this name does first, with the lock held
     assert complete_seed(run_dir) in (0, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".v2_balanced.lock", "v2_balanced"]
 
@@ -260,7 +260,7 @@ def test_recovery_leaves_the_temporary_folders_of_a_similarly_named_run_alone(tm
     building = tmp_path / ".v2.b.new-123"  # run `v2.b` being built by another process
     building.mkdir()
     fake_run(tmp_path / "v2")
-    runner.recover(tmp_path / "v2")
+    run_folder.recover(tmp_path / "v2")
     assert building.is_dir()
 
 
@@ -509,7 +509,7 @@ def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_p
     target.write_text("mine")
     (tmp_path / ".v2.lock").symlink_to(target)
     with pytest.raises(RunError, match="is a symbolic link, not the runner's lock file"):
-        with runner.run_lock(tmp_path / "v2"):
+        with run_folder.run_lock(tmp_path / "v2"):
             pass
     assert target.read_text() == "mine"
 
@@ -535,3 +535,72 @@ def test_an_unwritable_out_fails_before_the_work(tmp_path, capsys, command):
     args = ["bench", "--model", "tiny"] if command == "bench" else ["time-to-accuracy", V2, "--target", "0.5"]
     code, err = cli(capsys, *args, "--out", out)  # before: the whole measurement, then an OSError traceback
     assert code == 1 and err.startswith(f"error: cannot write --out {out}") and len(err.splitlines()) == 1
+
+
+# 11. The report refuses numbers that contradict their own run
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_an_accuracy_that_contradicts_the_runs_own_predictions_is_refused(tmp_path):
+    run = fake_run(tmp_path / "r")
+    _edit_json(run / "eval.json", lambda ev: ev["finetuned"].update(accuracy=0.9))
+    reseal(run)  # as if the runner had sealed it so: the checksums alone cannot catch it
+    with pytest.raises(ArtifactError, match=r"finetuned.accuracy is 0.9, but predictions.csv gives 0.125"):
+        verify_run(run)
+
+
+def test_a_confusion_matrix_that_does_not_count_the_predictions_is_refused(tmp_path):
+    run = fake_run(tmp_path / "r")
+    lines = (run / "predictions.csv").read_text().splitlines()
+    fields = lines[2].split(",")  # hand, label, completion, predicted, ...: a one pair hand answered high card
+    fields[3] = "two pair"  # now it says two pair, which the confusion matrix does not count
+    lines[2] = ",".join(fields)
+    (run / "predictions.csv").write_text("\n".join(lines) + "\n")
+    reseal(run)
+    with pytest.raises(ArtifactError, match="reference.confusion does not count the reference rows"):
+        verify_run(run)
+
+
+def test_seed_folders_must_hold_that_seed_of_one_setting(tmp_path):
+    fake_run(tmp_path / "v2" / "seed0", seed=0)
+    fake_run(tmp_path / "v2" / "seed1", seed=0)  # a copy of seed 0 under seed 1's name
+    with pytest.raises(ValueError, match="is named seed1 but ran with seed 0"):
+        load_seeds(tmp_path, "v2")
+    fake_run(tmp_path / "v3" / "seed0", seed=0)
+    fake_run(tmp_path / "v3" / "seed1", seed=1, num_steps=3)  # another setting's run
+    with pytest.raises(ValueError, match="not a seed of the same setting .* differ in num_steps"):
+        load_seeds(tmp_path, "v3")
+
+
+def test_two_extra_runs_with_one_folder_name_are_refused(tmp_path, capsys):
+    for parent in ("a", "b"):
+        fake_run(tmp_path / parent / "x")
+    extra = f"extra_runs={tmp_path / 'a' / 'x'},{tmp_path / 'b' / 'x'}"
+    code, err = cli(capsys, "render", str(ROOT / "report.qmd"), "-P", extra, "-o", str(tmp_path / "out.html"))
+    assert code == 1 and "extra_runs names two runs 'x'" in err and "Traceback" not in err
+    assert not (tmp_path / "out.html").exists()
+
+
+def test_a_run_and_the_seed_runs_inside_it_exclude_each_other(tmp_path, monkeypatch):
+    """While `--replace x` holds x, `x/seed0` may not complete inside it (the swap would delete it), and the reverse."""
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill())
+    quiet = lambda *_: None  # noqa: E731
+    with run_folder.run_lock(tmp_path / "x"):  # a run of x in progress, as --replace x holds it
+        with pytest.raises(RunError, match=r"run .*x is in use by process \d+"):
+            run_variant(smoke_config(0), "x/seed0", tmp_path, log=quiet)
+    assert not (tmp_path / "x" / "seed0").exists()
+    with run_folder.run_lock(tmp_path / "x", shared=True):  # a seed run of x in progress
+        with run_folder.run_lock(tmp_path / "x", shared=True):  # ... and another: seeds share x
+            with pytest.raises(RunError, match="is in use by another run"):
+                run_variant(smoke_config(0), "x", tmp_path, log=quiet)
+    run_variant(smoke_config(0), "y", tmp_path, log=quiet)  # a complete plain run ...
+    with pytest.raises(RunError, match="is a complete run, so y/seed0 cannot go inside it"):
+        run_variant(smoke_config(0), "y/seed0", tmp_path, log=quiet)  # ... holds no seed runs
+    assert not any(p.name.startswith((".seed0", "seed0")) for p in (tmp_path / "y").iterdir())

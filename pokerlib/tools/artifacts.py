@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,23 @@ def _check_log(folder: Path, params: dict) -> None:
 
 
 def _check_predictions(folder: Path, evaluation: dict) -> None:
+    """Each model's rows of predictions.csv, counted, must give eval.json's n, confusion, accuracy and reward: a
+    summary that contradicts the hands it summarises is refused."""
     with open(folder / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     for model in MODELS:
-        count = sum(1 for row in rows if row.get("model") == model)
-        if count != evaluation[model]["n"]:
-            raise _fail(
-                folder, "predictions.csv", f"has {count} {model} rows but eval.json says n = {evaluation[model]['n']}"
-            )
+        ev, mine = evaluation[model], [row for row in rows if row.get("model") == model]
+        if len(mine) != ev["n"]:
+            raise _fail(folder, "predictions.csv", f"has {len(mine)} {model} rows but eval.json says n = {ev['n']}")
+        counted = Counter((row.get("label"), row.get("predicted")) for row in mine)
+        stated = Counter({(gold, said): n for gold, row in ev["confusion"].items() for said, n in row.items() if n})
+        if counted != stated:
+            raise _fail(folder, "eval.json", f"{model}.confusion does not count the {model} rows of predictions.csv")
+        right = sum(n for (gold, said), n in counted.items() if gold == said)
+        try:
+            reward = sum(float(row.get("reward", "nan")) for row in mine) / len(mine)
+        except ValueError:
+            raise _fail(folder, "predictions.csv", f"a {model} row's reward is not a number") from None
+        for key, value in (("accuracy", right / len(mine)), ("mean_reward", reward)):
+            if not math.isclose(ev[key], value, rel_tol=1e-9, abs_tol=1e-12):
+                raise _fail(folder, "eval.json", f"{model}.{key} is {ev[key]!r}, but predictions.csv gives {value!r}")

@@ -70,8 +70,11 @@ def sibling(run_dir: Path, kind: str) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold `.NAME.lock` beside the run folder: a second process on the same run fails at once, naming the first."""
+def run_lock(run_dir: Path, shared: bool = False) -> Iterator[None]:
+    """Hold `.NAME.lock` beside the run folder: a second process on the same run fails at once, naming the first.
+
+    `shared` is how a run holds the folders around it (`x` while it runs `x/seed0`): any number of seed runs
+    may share `x`, but not while a run of `x` itself holds it alone, and a run of `x` waits for none of them."""
     path = run_dir.with_name(f".{run_dir.name}.lock")
     try:  # never through a link: the runner writes its PID into the lock, and must not into the file it names
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -82,18 +85,43 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                        "left alone), then run again") from err
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            who = f"process {holder}" if holder.isdigit() else "another run (a seed run inside it, or one starting)"
             raise RunError(
-                f"run {run_dir} is in use by process {holder} (lock {path}): wait for it to finish, "
-                "or use another --name"
+                f"run {run_dir} is in use by {who} (lock {path}): wait for it to finish, or use another --name"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        if not shared:  # the one holder names itself; shared holders leave the file as it is
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if not shared:  # still held: no later reader takes this process for the holder
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race with a waiting process)
+
+
+def enclosing_runs(runs_dir: Path, name: str) -> list[Path]:
+    """The folders a run named `name` sits inside, outermost first: `runs/x` for `x/seed0`."""
+    parts = name.replace("\\", "/").split("/")
+    return [runs_dir.joinpath(*parts[:i]) for i in range(1, len(parts))]
+
+
+@contextlib.contextmanager
+def hold_run(runs_dir: Path, name: str) -> Iterator[Path]:
+    """Lock the run `name` alone and the runs around it shared (so `--replace x` and `x/seed0` exclude each other),
+    and refuse a run inside a complete run; the run's folder."""
+    with contextlib.ExitStack() as stack:
+        for outer in enclosing_runs(runs_dir, name):
+            stack.enter_context(run_lock(outer, shared=True))
+            if (outer / MARKER).is_file():
+                raise RunError(f"{outer} is a complete run, so {name} cannot go inside it: choose another --name")
+        run_dir = runs_dir / name
+        stack.enter_context(run_lock(run_dir))
+        yield run_dir
 
 
 def recover(run_dir: Path) -> None:

@@ -29,10 +29,10 @@ from .run_folder import (
     STARTED,
     RunError,
     check_run_name,
+    hold_run,
     read_marker,
     recover,
     refuse_foreign,
-    run_lock,
     sibling,
     swap_in,
     write_atomic,
@@ -113,7 +113,7 @@ def run_variant(
     with contextlib.ExitStack() as stack:
         try:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(run_lock(run_dir))
+            stack.enter_context(hold_run(runs_dir, name))
         except OSError as err:  # a read-only or missing disk: one line, not a traceback
             raise RunError(f"cannot write to {run_dir.parent} ({err.strerror}): choose a writable --runs-dir") from None
         try:
