@@ -196,7 +196,8 @@ def run_jobs(
 
     for cfg, _ in jobs:  # what would otherwise fail inside the notebook, after the model has loaded
         check_source(cfg.model)
-        resolve_device(cfg.device)
+        if not ray:  # a Ray worker may have the GPU this machine lacks
+            resolve_device(cfg.device)
     if n_jobs is not None and n_jobs < 1:
         raise ValueError("--jobs must be at least 1")
     if ray or (n_jobs or 1) > 1:
