@@ -402,7 +402,7 @@ def test_seeds_give_one_complete_sft_run_per_seed(tmp_path):
     twice; and the SFT objective with bf16 runs through the notebook and logs its greedy accuracy."""
     args = ["run-all", "--variants", "v4_sft", *SMOKE, "--seeds", "0", "1", "--runs-dir", str(tmp_path)]
     run_cli(*args)  # one thread per kernel, as run_cli sets
-    assert [p.name for p in tmp_path.iterdir()] == ["v4_sft"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".v4_sft.lock", "v4_sft"]  # seed runs share v4_sft's lock
     runs = tmp_path / "v4_sft"
     assert sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) == ["seed0", "seed1"]  # no locks
     logs = {}
