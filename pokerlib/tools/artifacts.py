@@ -36,11 +36,21 @@ def damage(folder: Path, marker: dict) -> str | None:
     if missing:
         return f"its {MARKER} marker records no {' and no '.join(missing)}"
     recorded = marker["sha256"] if isinstance(marker["sha256"], dict) else {}
+    unrecorded = [name for name in ARTIFACTS if name not in recorded]
+    if unrecorded:
+        return f"its {MARKER} marker records no checksum of {unrecorded[0]}"
+    found = _unlike_marker(folder, recorded)
+    return f"{found[0]} {found[1]}" if found else None
+
+
+def _unlike_marker(folder: Path, recorded: dict) -> tuple[str, str] | None:
+    """(name, problem) of the first artifact missing, or changed against its checksum in `recorded`, or None."""
     for name in ARTIFACTS:
         if not (folder / name).is_file():
-            return f"{name} is missing"
-        if name not in recorded or sha256_file(folder / name) != recorded[name]:
-            return f"{name} changed after the run finished (its sha256 differs from the marker's)"
+            return name, "is missing"
+    for name, expected in recorded.items():
+        if not (folder / name).is_file() or sha256_file(folder / name) != expected:
+            return name, f"changed after the run finished (its sha256 differs from the one in {MARKER})"
     return None
 
 
@@ -67,17 +77,12 @@ def verify_run(folder: str | Path) -> dict:
     marker = _read_json(folder, MARKER)
     if not isinstance(marker, dict):
         raise _fail(folder, MARKER, "is not a JSON object")
-    for name in ARTIFACTS:
-        if not (folder / name).is_file():
-            raise _fail(folder, name, "is missing; re-run the run with --force")
-    for name, expected in (marker.get("sha256") or {}).items():
-        if not (folder / name).is_file() or sha256_file(folder / name) != expected:
-            raise _fail(
-                folder,
-                name,
-                f"changed after the run finished (its sha256 differs from the one in {MARKER}); "
-                "restore it (git checkout) or re-run with --force",
-            )
+    found = _unlike_marker(folder, marker.get("sha256") or {})
+    if found:
+        name, problem = found
+        restore = "" if problem == "is missing" else "restore it (git checkout) or "
+        fix = f"{restore}re-run the run with --force"
+        raise _fail(folder, name, f"{problem}; {fix}")
     params = _check_params(folder)
     evaluation = _check_eval(folder)
     _check_log(folder, params)
