@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint bench report reference search clean lab bench-trl time-to-accuracy gpu-check
+.PHONY: setup test lint bench report reference search lr-search clean lab bench-trl time-to-accuracy gpu-check
 
 setup: $(STAMP)
 
@@ -25,8 +25,10 @@ lint: $(STAMP)
 
 RESULTS ?= results
 
+# The step benchmark at the original's shape (B=4, G=4 and 16) and at v4's (B=8, G=256), each step also as a
+# multiple of its own matrix products (the limit); bf16 rows only where the CPU multiplies bfloat16 natively.
 bench: $(STAMP)
-	$(PY) -m pokerlib bench --precision float32 bf16 --out $(RESULTS)/bench.json
+	$(PY) -m pokerlib bench --precision auto --shape original v4 --out $(RESULTS)/bench.json
 
 # TRL's GRPOTrainer at the same B, G, model, prompts and reward, timed as `make bench` times ours.
 # Installs the bench extra on first use (torch stays at the lock's pin). Run with nothing else on the machine.
@@ -77,6 +79,11 @@ time-to-accuracy: $(STAMP)
 # validation hands only.
 search: $(STAMP)
 	$(PY) scripts/search.py --runs-dir $(RESULTS) --jobs 2
+
+# Each objective's learning rate (params/lr_search.yaml): GRPO, MaxRL and SFT at three rates, full v4 budget,
+# two seeds, scored on the validation hands only, seed by seed; resumes after an interruption.
+lr-search: $(STAMP)
+	$(PY) scripts/search.py --spec params/lr_search.yaml --runs-dir $(RESULTS) --jobs 2
 
 # Renders the report from the committed reference runs in $(RESULTS)/ (it never trains: a missing run is an
 # error naming the command that makes it). Quarto when installed, run with the venv's Python so its kernel

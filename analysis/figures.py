@@ -80,12 +80,17 @@ def objective_weights():
     for objective, label in (
         ("grpo", "GRPO: √(p/(1−p))"),
         ("dr_grpo", "Dr. GRPO: w·p (w = 1)"),
-        ("maxrl", "MaxRL, RFT: 1"),
+        ("maxrl", "MaxRL, normalized RFT: 1"),
         ("sft", "SFT: 1"),
+        ("maxrl_neglect", "MaxRL with GRPO's neglect: min(1, √(p/(1−p)))"),
+        ("maxrl_overpush", "MaxRL with GRPO's over-push: max(1, √(p/(1−p)))"),
+        ("online_rft", "online RFT: p"),
     ):
         # MaxRL's line is drawn wide under SFT's dashed one, so that both stay visible where they coincide
         width = 5 if objective == "maxrl" else 2
         style = {"linestyle": "--", "linewidth": width} if objective == "sft" else {"linewidth": width}
+        if objective.startswith("maxrl_"):  # the ablations, dotted over the curves they follow on each side
+            style = {"linestyle": ":", "linewidth": 3}
         ax.plot(p, [objective_weight(x, objective) for x in p], color=OBJECTIVE_COLORS[objective], label=label, **style)
     ax.set(
         xlabel="p = probability of the gold label",

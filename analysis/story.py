@@ -115,7 +115,7 @@ def search_choice(search_runs: dict[str, list[dict]]) -> str:
     means = {k: sum(r.eval["finetuned"]["accuracy"] for r in runs) / len(runs) for k, runs in search_runs.items()}
     order = sorted(means, key=means.get, reverse=True)
     ranking = ", ".join(f"`{k}` {num(means[k])}" for k in order)
-    reward_only = best_of(search_runs, ("maxrl", "rft"))
+    reward_only = best_of(search_runs, ("maxrl", "rft_normalized", "rft"))  # rft: rft_normalized's earlier name
     grpo = best_of(search_runs, ("grpo", "dr_grpo"))
     return (
         f"By mean validation accuracy: {ranking}. The best objective that learns from rewards alone is "

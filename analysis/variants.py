@@ -26,7 +26,11 @@ SEARCH_BASE_PARAMS = "params/v4_budget.yaml"  # what the search entries override
 NAMES = {key: name for key, (name, _) in STYLES.items()}
 COLORS = {key: colour for key, (_, colour) in STYLES.items()}
 # c(p) curves of the objectives (no runs needed): one colour per objective.
-OBJECTIVE_COLORS = {"grpo": "#0072B2", "dr_grpo": "#D55E00", "maxrl": "#56B4E9", "rft": "#882255", "sft": "#009E73"}
+OBJECTIVE_COLORS = {
+    "grpo": "#0072B2", "dr_grpo": "#D55E00", "maxrl": "#56B4E9", "maxrl_neglect": "#E69F00",
+    "maxrl_overpush": "#999933", "rft": "#882255", "rft_normalized": "#882255", "online_rft": "#CC79A7",
+    "sft": "#009E73",
+}
 
 
 def name(key: str) -> str:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from .data import DATASETS
+from .kernels import ATTENTION_IMPLEMENTATIONS
 from .labels import DECODING_MODES
 from .logprobs import LOGPROB_SPACES
 from .model import DTYPES
-from .objectives import ADVANTAGES
+from .objectives import ADVANTAGES, RENAMED
 from .oracle import EXPECTED_COUNTS
 from .rewards import REWARD_MODES
 
@@ -32,6 +33,7 @@ CHOICES: dict[str, tuple[str, ...]] = {  # each list is defined once, where its 
     "advantage": ADVANTAGES,
     "expectation": ("sampled", "exact"),
     "final_eval": ("test", "validation"),
+    "attn_implementation": ATTENTION_IMPLEMENTATIONS,
 }
 
 
@@ -112,8 +114,11 @@ class RunConfig:
     """Weight of an entropy bonus in the loss (0: off)."""
     dtype: str = "float32"
     """The weights' dtype: float32 | bfloat16."""
-    bf16: bool = False
-    """bfloat16 autocast for forward passes (mixed precision); the weights and AdamW stay in dtype."""
+    bf16: bool | str = False
+    """bfloat16 autocast for forward passes (mixed precision; weights and AdamW stay in dtype): true | false |
+    auto (only where the device multiplies bfloat16 natively; elsewhere it is several times slower)."""
+    attn_implementation: str = "auto"
+    """transformers' attention kernel: auto (the one measured faster for the device and precision) | sdpa | eager."""
     device: str = "auto"
     """auto (cuda when torch sees a GPU, else cpu) | cpu | cuda | cuda:N."""
     eval_batch_size: int = 32
@@ -130,6 +135,10 @@ class RunConfig:
             _check_type(f.name, getattr(self, f.name), f.type)
             if f.type == "float" and not math.isfinite(getattr(self, f.name)):
                 raise ValueError(f"{f.name} must be a finite number; got {getattr(self, f.name)!r}")
+        if self.advantage in RENAMED:
+            raise ValueError(f"advantage {self.advantage!r} is now called {RENAMED[self.advantage]!r}: use that name")
+        if isinstance(self.bf16, str) and self.bf16 != "auto":
+            raise ValueError(f"bf16 must be true, false or 'auto'; got {self.bf16!r}")
         for name, options in CHOICES.items():
             if getattr(self, name) not in options:
                 raise ValueError(f"{name} must be one of {', '.join(options)}; got {getattr(self, name)!r}")
@@ -216,11 +225,12 @@ class RunConfig:
                 "best: set load_best_model_at_end true"
             )
         sampled_grpo = self.objective == "grpo" and self.expectation == "sampled"
-        if sampled_grpo and self.num_generations < 2 and self.advantage_estimator != "rft":
+        without_spread = ("rft_normalized", "online_rft")  # these weight rewarded samples, with no group mean
+        if sampled_grpo and self.num_generations < 2 and self.advantage_estimator not in without_spread:
             raise ValueError(
                 f"num_generations 1 leaves advantage {self.advantage_estimator!r} a group of one, with no spread "
                 "between samples to learn from, so the policy never updates: set num_generations >= 2, "
-                "or use advantage 'rft' or expectation 'exact'"
+                "or use advantage 'rft_normalized' or 'online_rft', or expectation 'exact'"
             )
 
     @classmethod
@@ -249,8 +259,8 @@ class RunConfig:
 
 
 def _check_type(name: str, value: Any, annotation: str) -> None:
-    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[annotation]
-    if isinstance(value, bool) and annotation != "bool":
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "bool | str": (bool, str)}[annotation]
+    if isinstance(value, bool) and "bool" not in annotation:
         raise TypeError(f"{name} must be {annotation}; got bool {value!r}")
     if not isinstance(value, expected):
         raise TypeError(f"{name} must be {annotation}; got {type(value).__name__} {value!r}")

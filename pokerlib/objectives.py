@@ -2,17 +2,23 @@
 
 For a reward that is w on the gold label and 0 elsewhere, and p the policy's probability of the gold
 label, each objective's expected update is c(p) * grad log p, a multiple of the supervised one
-(`objective_weight` writes c(p) out; docs/objectives.md derives it):
+(`objective_weight` writes c(p) out; docs/objectives.md derives it). p-hat = K/G is the group's share of
+rewarded samples:
 
 | advantage | A of a sample in a group of G | c(p) as G grows |
 |---|---|---|
 | grpo | (r - mean) / (std + eps) | sqrt(p / (1 - p)) |
 | dr_grpo | r - mean | w * p |
 | maxrl | (r - mean) / mean (0 when no sample succeeds) | 1 |
-| rft | G / K on the K rewarded samples, else 0 | 1 |
+| maxrl_neglect | maxrl's, times min(1, sqrt(p-hat / (1 - p-hat))) | min(1, sqrt(p / (1 - p))) |
+| maxrl_overpush | maxrl's, times max(1, sqrt(p-hat / (1 - p-hat))) | max(1, sqrt(p / (1 - p))) |
+| rft_normalized | G / K on the K rewarded samples, else 0 | 1 |
+| online_rft | 1 on rewarded samples, else 0 (DeepSeekMath's online RFT) | p |
 | (sft) | no sampling: -log p | 1 |
 
-Every advantage reads only the rewards of the learner's own samples, never the gold label.
+The two `maxrl_*` ablations each take one end of GRPO's weighting onto MaxRL's: `maxrl_neglect` GRPO's
+neglect of the prompts it gets wrong (p < 1/2), `maxrl_overpush` its extra push on the prompts it gets
+right (p > 1/2). Every advantage reads only the rewards of the learner's own samples, never the gold label.
 """
 
 from __future__ import annotations
@@ -22,25 +28,46 @@ import math
 import torch
 
 ADV_EPS = 1e-4  # as TRL
-ADVANTAGES = ("grpo", "dr_grpo", "maxrl", "rft")
+ADVANTAGES = ("grpo", "dr_grpo", "maxrl", "maxrl_neglect", "maxrl_overpush", "rft_normalized", "online_rft")
+RENAMED = {"rft": "rft_normalized"}  # advantages of earlier versions, under their new names
+
+
+def _grpo_factor(p_hat: torch.Tensor, advantage: str) -> torch.Tensor:
+    """The maxrl_* ablations' factor on MaxRL's advantage: GRPO's weight relative to MaxRL's, sqrt(p/(1-p)),
+    kept only below 1 (maxrl_neglect) or only above 1 (maxrl_overpush). 1 where every sample succeeded (no
+    signal there anyway) or none did."""
+    inside = (p_hat > 0) & (p_hat < 1)
+    ratio = torch.sqrt(p_hat / (1 - p_hat).clamp_min(1e-30))
+    bounded = ratio.clamp(max=1.0) if advantage == "maxrl_neglect" else ratio.clamp(min=1.0)
+    return torch.where(inside, bounded, torch.ones_like(p_hat))
+
+
+def _unknown(advantage: str) -> ValueError:
+    hint = f" ({advantage!r} is now {RENAMED[advantage]!r})" if advantage in RENAMED else ""
+    return ValueError(f"unknown advantage {advantage!r}{hint}: use one of {', '.join(ADVANTAGES)}")
 
 
 def group_advantages(rewards: torch.Tensor, advantage: str = "grpo") -> torch.Tensor:
     """Advantages over each row of (B, G) rewards; grpo's std is torch's unbiased one, as TRL."""
     mean = rewards.mean(dim=1, keepdim=True)
     centered = rewards - mean
+    rewarded = (rewards > 0).to(rewards.dtype)
     if advantage == "grpo":
         return centered / (rewards.std(dim=1, keepdim=True) + ADV_EPS)
     if advantage == "dr_grpo":
         return centered
+    if advantage == "online_rft":
+        return rewarded
     succeeded = mean > 0  # rewards are >= 0: a group with no reward has no signal
     safe_mean = torch.where(succeeded, mean, torch.ones_like(mean))
+    maxrl = torch.where(succeeded, centered / safe_mean, torch.zeros_like(centered))
     if advantage == "maxrl":
-        return torch.where(succeeded, centered / safe_mean, torch.zeros_like(centered))
-    if advantage == "rft":
-        rewarded = (rewards > 0).to(rewards.dtype)
+        return maxrl
+    if advantage in ("maxrl_neglect", "maxrl_overpush"):
+        return maxrl * _grpo_factor(rewarded.mean(dim=1, keepdim=True), advantage)
+    if advantage == "rft_normalized":
         return rewarded / rewarded.mean(dim=1, keepdim=True).clamp_min(1 / rewards.shape[1])
-    raise ValueError(f"unknown advantage {advantage!r}: use one of {', '.join(ADVANTAGES)}")
+    raise _unknown(advantage)
 
 
 def exact_advantages(probs: torch.Tensor, rewards: torch.Tensor, advantage: str = "grpo") -> torch.Tensor:
@@ -48,20 +75,25 @@ def exact_advantages(probs: torch.Tensor, rewards: torch.Tensor, advantage: str 
     exact distribution `probs` (B, S) over sequences with rewards (B, S); group statistics become moments."""
     mean = (probs * rewards).sum(dim=1, keepdim=True)
     centered = rewards - mean
+    rewarded = (rewards > 0).to(probs.dtype)
+    p_rewarded = (probs * rewarded).sum(dim=1, keepdim=True)
     if advantage == "grpo":
         std = (probs * centered**2).sum(dim=1, keepdim=True).sqrt()
         return centered / (std + ADV_EPS)
     if advantage == "dr_grpo":
         return centered
+    if advantage == "online_rft":
+        return rewarded
     succeeded = mean > 0
     safe_mean = torch.where(succeeded, mean, torch.ones_like(mean))
+    maxrl = torch.where(succeeded, centered / safe_mean, torch.zeros_like(centered))
     if advantage == "maxrl":
-        return torch.where(succeeded, centered / safe_mean, torch.zeros_like(centered))
-    if advantage == "rft":
-        rewarded = (rewards > 0).to(probs.dtype)
-        p_rewarded = (probs * rewarded).sum(dim=1, keepdim=True)
+        return maxrl
+    if advantage in ("maxrl_neglect", "maxrl_overpush"):
+        return maxrl * _grpo_factor(p_rewarded, advantage)
+    if advantage == "rft_normalized":
         return torch.where(p_rewarded > 0, rewarded / p_rewarded.clamp_min(1e-30), torch.zeros_like(rewarded))
-    raise ValueError(f"unknown advantage {advantage!r}: use one of {', '.join(ADVANTAGES)}")
+    raise _unknown(advantage)
 
 
 def exact_policy_gradient_loss(seq_logp: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
@@ -72,12 +104,21 @@ def exact_policy_gradient_loss(seq_logp: torch.Tensor, advantages: torch.Tensor)
 
 def objective_weight(p: float, advantage: str, weight: float = 1.0) -> float:
     """c(p): the expected update of `advantage` (G -> infinity) as a multiple of grad log p; 'sft' is 1."""
+    grpo = math.sqrt(p / (1 - p)) if p < 1 else math.inf
     if advantage == "grpo":
-        return math.sqrt(p / (1 - p)) if p < 1 else math.inf
+        return grpo
     if advantage == "dr_grpo":
         return weight * p
-    if advantage in ("maxrl", "rft", "sft"):
-        return 1.0 if p > 0 else 0.0
+    if advantage == "online_rft":
+        return p
+    if p <= 0:
+        return 0.0
+    if advantage == "maxrl_neglect":
+        return min(1.0, grpo)
+    if advantage == "maxrl_overpush":
+        return max(1.0, grpo)
+    if advantage in ("maxrl", "rft_normalized", "sft"):
+        return 1.0
     raise ValueError(f"unknown advantage {advantage!r}: use one of {', '.join(ADVANTAGES)} or sft")
 
 

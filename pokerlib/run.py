@@ -21,6 +21,7 @@ import yaml
 from .config import RunConfig
 from .data import Example, make_splits, make_validation
 from .evaluate import evaluate
+from .kernels import attention_for, precision_name, uses_bf16
 from .labels import LabelSpace, build_label_space
 from .model import frozen_copy, load_model
 from .train import train
@@ -44,6 +45,12 @@ class RunSetup:
     train_examples: list[Example]
     val_examples: list[Example]  # settings are chosen on these
     test_examples: list[Example]  # scored once per final setting
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """The precision and attention kernel this run computes with on its device, for its environment record."""
+        bf16 = uses_bf16(self.cfg.bf16, next(self.policy.parameters()).device)
+        return {"precision": precision_name(bf16), "attention": self.policy.config._attn_implementation}
 
     @property
     def held_out(self) -> list[Example]:
@@ -72,6 +79,8 @@ def prepare(cfg: RunConfig, reference: bool | None = None) -> RunSetup:
     train_examples, test_examples = make_splits(cfg.dataset, n_train, n_test, cfg.seed)
     val_examples = make_validation(cfg.dataset, n_train, n_test, cfg.n_per_class_val, cfg.seed)
     policy, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    device = next(policy.parameters()).device
+    policy.set_attn_implementation(attention_for(cfg.attn_implementation, device, uses_bf16(cfg.bf16, device)))
     with_reference = cfg.beta > 0 if reference is None else reference
     return RunSetup(
         cfg=cfg,

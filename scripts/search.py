@@ -1,4 +1,8 @@
-"""Run the search (params/search.yaml): every setting with every seed, into results/search/<setting>/seed<N>/."""
+"""Run a search: every setting of a spec with every seed, into results/<spec>/<setting>/seed<N>/.
+
+`params/search.yaml` (the default) is the objectives' search behind the v4 settings; `params/lr_search.yaml`
+chooses each objective's learning rate. Both are scored on the validation hands only. Seed by seed: every
+setting's first seed runs before any setting's second, so an interrupted search has seen every setting."""
 
 from __future__ import annotations
 
@@ -16,36 +20,38 @@ ROOT = Path(__file__).resolve().parent.parent
 SEARCH = ROOT / "params" / "search.yaml"
 
 
-def search_jobs(last: dict | None = None, only: list[str] | None = None) -> list[Job]:
-    """(config, run name) of every search run, resolved as `python -m pokerlib run` resolves a params file:
-    the search's base, its budget, the setting, then `last` on top (tests: smoke)."""
-    spec = yaml.safe_load(SEARCH.read_text())
+def search_jobs(last: dict | None = None, only: list[str] | None = None, spec_file: Path = SEARCH) -> list[Job]:
+    """(config, run name) of every run of the search `spec_file`, resolved as `python -m pokerlib run` resolves a
+    params file: the search's base, its budget, the setting, then `last` on top (tests: smoke); seed-major."""
+    spec = yaml.safe_load(Path(spec_file).read_text())
     unknown = sorted(set(only or ()) - set(spec["settings"]))
     if unknown:
-        raise ValueError(f"--only names no setting of {SEARCH.name}: {', '.join(unknown)} (settings: "
+        raise ValueError(f"--only names no setting of {Path(spec_file).name}: {', '.join(unknown)} (settings: "
                          f"{', '.join(spec['settings'])})")
     jobs = []
-    for name, overrides in spec["settings"].items():
-        if only and name not in only:
-            continue
-        values = {**spec["budget"], **overrides, **(last or {})}
-        for seed in spec["seeds"]:
-            jobs.append((resolve_config(SEARCH.parent / spec["base"], values, seed), f"search/{name}/seed{seed}"))
+    for seed in spec["seeds"]:
+        for name, overrides in spec["settings"].items():
+            if only and name not in only:
+                continue
+            values = {**spec["budget"], **overrides, **(last or {})}
+            config = resolve_config(Path(spec_file).parent / spec["base"], values, seed)
+            jobs.append((config, f"{Path(spec_file).stem}/{name}/seed{seed}"))
     return jobs
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spec", type=Path, default=SEARCH, help="the search's spec (default params/search.yaml)")
     parser.add_argument("--runs-dir", default="results")
     parser.add_argument("--only", nargs="*", help="run only these settings")
     parser.add_argument("--overrides", metavar="YAML", help="a params file applied last, e.g. params/smoke.yaml")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, sharing the cores (default 1)")
     args = parser.parse_args()
     try:
-        jobs = search_jobs(read_params(args.overrides) if args.overrides else None, args.only)
-        print(f"search: {len(jobs)} runs into {args.runs_dir}/search", flush=True)
+        jobs = search_jobs(read_params(args.overrides) if args.overrides else None, args.only, args.spec)
+        print(f"search: {len(jobs)} runs into {args.runs_dir}/{args.spec.stem}", flush=True)
         errors = run_jobs(jobs, args.runs_dir, replace=True, n_jobs=args.jobs)
-    except (ValueError, TypeError, OSError, RunError) as err:
+    except (ValueError, TypeError, OSError, RunError, yaml.YAMLError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     for error in errors:

@@ -34,10 +34,16 @@ def test_group_weight_has_the_closed_forms_of_each_objective_and_tends_to_c_of_p
     g = 256
     for p in (0.001, 0.01, 0.3, 0.9):
         assert group_weight(p, "maxrl", g) == pytest.approx(1 - (1 - p) ** (g - 1), rel=1e-9)
-        assert group_weight(p, "rft", g) == pytest.approx(1 - (1 - p) ** g, rel=1e-9)
+        assert group_weight(p, "rft_normalized", g) == pytest.approx(1 - (1 - p) ** g, rel=1e-9)
         assert group_weight(p, "dr_grpo", g, weight=2.5) == pytest.approx(2.5 * p * (g - 1) / g, rel=1e-9)
         assert group_weight(p, "grpo", g) == pytest.approx(grpo_weight_by_hand(p, g), rel=3e-3)  # epsilon: std >= 1/16
         assert group_weight(p, "sft", g) == 1.0
+        assert group_weight(p, "online_rft", g, weight=2.5) == pytest.approx(p, rel=1e-9)
+        # min(1, x) + max(1, x) = 1 + x for every K, and MaxRL's advantage times x is GRPO's times sqrt(G/(G-1))
+        neglect, overpush = group_weight(p, "maxrl_neglect", g), group_weight(p, "maxrl_overpush", g)
+        grpo_unscaled = grpo_weight_by_hand(p, g) * math.sqrt(g / (g - 1))
+        assert neglect + overpush == pytest.approx(group_weight(p, "maxrl", g) + grpo_unscaled, rel=3e-3)
+        assert neglect <= group_weight(p, "maxrl", g) <= overpush
     assert group_weight(0.3, "grpo", 4096) == pytest.approx(objective_weight(0.3, "grpo"), rel=1e-3)  # G -> infinity
     # bounded where c(p) is not: a logged probability that rounded past 1 gives GRPO's largest weight, (G-1)/sqrt(G)
     assert group_weight(1.000001, "grpo", g) == pytest.approx((g - 1) / math.sqrt(g), rel=3e-3)
@@ -90,10 +96,10 @@ def test_search_table_on_the_smoke_search(smoke_runs):
     assert all(len(runs) == 3 for runs in search.values())
     means = {k: sum(r.eval["finetuned"]["accuracy"] for r in runs) / 3 for k, runs in search.items()}
     assert list(table["setting"]) == sorted(means, key=means.get, reverse=True)
-    assert best_of(search, ("maxrl", "rft")) == "maxrl"
+    assert best_of(search, ("maxrl", "rft_normalized")) == "maxrl"
     assert best_of(search, ("grpo", "dr_grpo")) == "grpo"
     with pytest.raises(ValueError, match="no setting"):
-        best_of(search, ("rft",))
+        best_of(search, ("rft_normalized",))
 
 
 def test_a_search_run_that_scored_the_test_hands_is_refused(smoke_runs):

@@ -38,28 +38,48 @@ def test_memory_floor_counts_weights_gradients_and_adamw_state_exactly(tiny):
     # AdamW keeps two float32 moments per weight and a one-element float32 step count per tensor
     assert floor["optimizer_state"] == (2 * n * 4 + 4 * len(params)) / 1e9
     assert floor["libraries"] == 1.0
-    parts = [v for k, v in floor.items() if k != "total"]
+    parts = [v for k, v in floor.items() if not k.startswith("total")]
     assert abs(floor["total"] - sum(parts)) < 1e-12
+    assert abs(floor["total_without_reference"] - (floor["total"] - floor["reference"])) < 1e-12
 
 
 def test_bench_writes_every_method_at_every_group_size(pokerlib_cache, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    main(model="tiny", repeats=1, out=str(out))
+    main(model="tiny", repeats=1, out=str(out), shapes=("original", "v4"))
     record = json.loads(out.read_text())
     rows = record["rows"]
     methods = ["original", "ours", "ours_constrained", "floor_sft", "limit"]
-    assert [(r["G"], r["method"]) for r in rows] == [(g, m) for g in (4, 16) for m in methods]
+    v4 = ["ours_constrained", "ours_constrained_unshared", "floor_sft", "limit"]
+    assert [(r["shape"], r["G"], r["method"]) for r in rows] == (
+        [("original", g, m) for g in (4, 16) for m in methods] + [("v4", 256, m) for m in v4]
+    )
     for r in rows:
-        assert r["B"] == 4 and r["precision"] == "float32" and r["seconds"] > 0 and r["peak_rss_gb"] > 0
-        original = next(o for o in rows if o["G"] == r["G"] and o["method"] == "original")
-        assert abs(r["speedup"] - original["seconds"] / r["seconds"]) < 1e-9
+        assert r["B"] == (4 if r["shape"] == "original" else 8)
+        assert r["precision"] == "float32" and r["seconds"] > 0 and r["peak_rss_gb"] > 0
+        baseline = next(o for o in rows if o["G"] == r["G"] and o["method"] == r["speedup_over"])
+        assert r["speedup_over"] == ("original" if r["shape"] == "original" else "ours_constrained_unshared")
+        assert abs(r["speedup"] - baseline["seconds"] / r["seconds"]) < 1e-9
         limit = next(o for o in rows if o["G"] == r["G"] and o["method"] == "limit")
         assert abs(r["times_limit"] - r["seconds"] / limit["seconds"]) < 1e-9
     floor = record["memory_floor"]
-    assert set(floor) == {"libraries", "policy", "reference", "gradients", "optimizer_state", "total"}
+    assert set(floor) == {"libraries", "policy", "reference", "gradients", "optimizer_state", "total",
+                          "total_without_reference"}
     assert floor["policy"] == floor["reference"] == floor["gradients"] > 0
+    assert abs(floor["total"] - floor["reference"] - floor["total_without_reference"]) < 1e-12
+    assert record["processor"] and record["native_bf16"] in (True, False)
     printed = capsys.readouterr().out
-    assert format_table(rows) in printed and format_floor(floor) in printed
+    for shape in ("original", "v4"):
+        assert format_table([r for r in rows if r["shape"] == shape]) in printed
+    assert format_floor(floor) in printed
+
+
+def test_bench_auto_precision_adds_bf16_only_where_the_cpu_has_it():
+    from pokerlib.kernels import native_bf16
+    from pokerlib.tools.bench import resolve_precisions
+
+    expected = ["float32", "bf16"] if native_bf16(torch.device("cpu")) else ["float32"]
+    assert resolve_precisions(["auto"]) == expected
+    assert resolve_precisions(["float32", "bf16"]) == ["float32", "bf16"]
 
 
 def test_the_limit_is_every_linear_layers_three_products_and_an_update_that_changes_no_weight(tiny):

@@ -17,7 +17,7 @@ from test_sft_and_metrics import first_tokens, flat
 from pokerlib import LABEL_WEIGHTS, LABELS, make_splits
 from pokerlib.config import RunConfig
 from pokerlib.grpo import grpo_step
-from pokerlib.objectives import exact_advantages, group_advantages, objective_weight
+from pokerlib.objectives import ADVANTAGES, exact_advantages, group_advantages, objective_weight
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,14 +28,20 @@ def c_of_p(advantage: str, p: float, w: float) -> float:
     """The expected update as a multiple of grad log p(gold), for G -> infinity (hand-derived).
 
     grpo: sum_y pi(y) (r(y) - w p) / (std + eps) grad log pi(y) = w p grad log p / (w sqrt(p(1-p)) + eps),
-    which tends to sqrt(p / (1 - p)); dr_grpo: w p; maxrl: (w p grad log p) / (w p) = 1; rft: the mean of
-    grad log pi over the gold sequences weighted by pi(y)/p, which is grad p / p = 1.
+    which tends to sqrt(p / (1 - p)); dr_grpo: w p; maxrl: (w p grad log p) / (w p) = 1; the maxrl_*
+    ablations: maxrl's 1 times sqrt(p / (1 - p)) bounded above (neglect) or below (overpush) by 1;
+    rft_normalized: the mean of grad log pi over the gold sequences weighted by pi(y)/p, which is grad p / p = 1;
+    online_rft: sum over the gold sequences of pi(y) grad log pi(y) = grad p = p grad log p.
     """
+    odds = math.sqrt(p / (1 - p))
     return {
         "grpo": w * p / (w * math.sqrt(p * (1 - p)) + EPS),
         "dr_grpo": w * p,
         "maxrl": 1.0,
-        "rft": 1.0,
+        "maxrl_neglect": min(1.0, odds),
+        "maxrl_overpush": max(1.0, odds),
+        "rft_normalized": 1.0,
+        "online_rft": p,
     }[advantage]
 
 
@@ -51,15 +57,54 @@ def test_maxrl_divides_the_centred_rewards_by_the_group_mean():
     torch.testing.assert_close(adv, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_rft_weights_each_rewarded_sample_by_g_over_k():
+def test_rft_normalized_weights_each_rewarded_sample_by_g_over_k():
     rewards = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.5, 1.5, 0.0, 1.5]], dtype=torch.float64)
-    adv = group_advantages(rewards, "rft")
+    adv = group_advantages(rewards, "rft_normalized")
     # -mean_i A_i log pi_i = -(1/K) sum over the K rewarded samples: A = G/K on them, 0 elsewhere
     expected = torch.tensor([[4.0, 0, 0, 0], [0, 0, 0, 0], [4 / 3, 4 / 3, 0, 4 / 3]], dtype=torch.float64)
     torch.testing.assert_close(adv, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("advantage", ["grpo", "dr_grpo", "maxrl", "rft"])
+def test_online_rft_gives_each_rewarded_sample_advantage_one():
+    rewards = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.5, 1.5, 0.0, 1.5]], dtype=torch.float64)
+    expected = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 1]], dtype=torch.float64)
+    torch.testing.assert_close(group_advantages(rewards, "online_rft"), expected, rtol=0, atol=0)
+
+
+def test_the_ablations_scale_maxrl_by_grpos_odds_on_one_side_of_one_half_only():
+    """Row 0: K/G = 1/4, odds sqrt(1/3) < 1: neglect scales MaxRL by it, overpush leaves MaxRL. Row 2: K/G = 3/4,
+    odds sqrt(3) > 1: the other way round. Row 1 (no success) and row 3 (all succeed) have no signal."""
+    rewards = torch.tensor(
+        [[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.5, 1.5, 0.0, 1.5], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64
+    )
+    maxrl = group_advantages(rewards, "maxrl")
+    low, high = math.sqrt(1 / 3), math.sqrt(3)
+    neglect = maxrl * torch.tensor([[low], [1.0], [1.0], [1.0]], dtype=torch.float64)
+    overpush = maxrl * torch.tensor([[1.0], [1.0], [high], [1.0]], dtype=torch.float64)
+    torch.testing.assert_close(group_advantages(rewards, "maxrl_neglect"), neglect, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(group_advantages(rewards, "maxrl_overpush"), overpush, rtol=1e-12, atol=1e-12)
+    assert group_advantages(rewards, "maxrl_overpush")[3].abs().max() == 0  # no infinity where all succeed
+
+
+def test_the_neglect_ablation_is_grpo_below_one_half_up_to_the_unbiased_std():
+    """Below p-hat = 1/2 maxrl_neglect is GRPO's advantage times sqrt(G / (G - 1)) (GRPO divides by the unbiased
+    std) and for the eps; so it changes GRPO's weighting only above one half."""
+    G = 8
+    rewards = torch.tensor([[1.0, 1, 1, 0, 0, 0, 0, 0]], dtype=torch.float64)  # K/G = 3/8
+    grpo = group_advantages(rewards, "grpo")
+    std = rewards.std(dim=1, keepdim=True)
+    undo = (std + 1e-4) / std * math.sqrt(G / (G - 1))
+    torch.testing.assert_close(group_advantages(rewards, "maxrl_neglect"), grpo * undo, rtol=1e-12, atol=1e-12)
+
+
+def test_the_old_rft_name_fails_with_its_new_name():
+    with pytest.raises(ValueError, match="'rft_normalized'"):
+        group_advantages(torch.ones(1, 4), "rft")
+    with pytest.raises(ValueError, match="now called 'rft_normalized'"):
+        RunConfig(advantage="rft")
+
+
+@pytest.mark.parametrize("advantage", ADVANTAGES)
 def test_group_advantages_tend_to_the_exact_advantages(advantage):
     """With G draws from a fixed distribution, each distinct sequence's advantage tends to exact_advantages."""
     probs = torch.tensor([[0.05, 0.15, 0.3, 0.5]], dtype=torch.float64)
@@ -75,8 +120,11 @@ def test_objective_weight_is_the_hand_derived_c_of_p():
     for p in (0.001, 0.1, 0.5, 0.9):
         assert objective_weight(p, "grpo") == pytest.approx(math.sqrt(p / (1 - p)), rel=1e-12)
         assert objective_weight(p, "dr_grpo", weight=2.5) == pytest.approx(2.5 * p, rel=1e-12)
-        for name in ("maxrl", "rft", "sft"):
+        for name in ("maxrl", "rft_normalized", "sft"):
             assert objective_weight(p, name) == 1.0
+        assert objective_weight(p, "online_rft", weight=2.5) == p
+        assert objective_weight(p, "maxrl_neglect") == (math.sqrt(p / (1 - p)) if p < 0.5 else 1.0)
+        assert objective_weight(p, "maxrl_overpush") == (math.sqrt(p / (1 - p)) if p > 0.5 else 1.0)
 
 
 # --- exact and sampled updates on the tiny model ---------------------------------------------------
@@ -132,7 +180,7 @@ def step_update(model, tokenizer, space, example, advantage, expectation, G=4, s
     return flat(policy.parameters()) - flat(model.parameters())
 
 
-@pytest.mark.parametrize("advantage", ["grpo", "dr_grpo", "maxrl", "rft"])
+@pytest.mark.parametrize("advantage", ADVANTAGES)
 def test_exact_update_is_c_of_p_times_the_supervised_update(tiny, space, start, prompts, advantage):
     _, tokenizer = tiny
     assert not space.branches_after_root
@@ -146,7 +194,7 @@ def test_exact_update_is_c_of_p_times_the_supervised_update(tiny, space, start, 
         assert ((update - expected).norm() / expected.norm()).item() < 1e-6
 
 
-@pytest.mark.parametrize("advantage", ["grpo", "dr_grpo", "maxrl", "rft"])
+@pytest.mark.parametrize("advantage", ADVANTAGES)
 def test_sampled_update_approaches_the_exact_update_as_g_grows(tiny, space, start, prompts, advantage):
     """Averaged over 8 draws, the sampled update's relative distance to the exact one shrinks with G
     (sampling noise falls as 1/sqrt(G); grpo and dr_grpo also carry an O(1/G) bias)."""

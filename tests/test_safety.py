@@ -382,7 +382,7 @@ def test_meaningless_parameters_are_refused(values, message):
 
 
 def test_one_generation_is_allowed_where_it_can_still_update():
-    RunConfig(num_generations=1, advantage="rft")
+    RunConfig(num_generations=1, advantage="rft_normalized")
     RunConfig(num_generations=1, expectation="exact", logprob_space="constrained")
 
 

@@ -16,20 +16,23 @@ import json
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .. import logprobs
 from ..config import RunConfig
 from ..grpo import grpo_step
-from ..logprobs import encode_prompts, forward_precision
+from ..kernels import native_bf16, precision_name
+from ..logprobs import encode_prompts, forward_precision, prompt_rows
 from ..objectives import group_advantages
 from ..rewards import compute_rewards
 from ..run import prepare
 from ..sft import sft_step
-from ..train import make_optimizer
+from ..train import make_optimizer, prompt_batches
 from .limit import matmul_limit
 
 
@@ -100,6 +103,12 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
     optimizer.step()
 
 
+SHAPES = {  # (B, G values, methods): the original's shape, and v4's (B=8, G=256, constrained)
+    "original": (4, (4, 16), ("original", "ours", "ours_constrained", "floor_sft", "limit")),
+    "v4": (8, (256,), ("ours_constrained", "ours_constrained_unshared", "floor_sft", "limit")),
+}
+
+
 def benchmark_config(model: str = "bundled", batch_size: int = 4, bf16: bool = False) -> RunConfig:
     """The benchmarks' run (ours and TRL's): the first `batch_size` of 80 balanced training hands, on the CPU."""
     return RunConfig(model=model, batch_size=batch_size, logprob_space="full", bf16=bf16, device="cpu",
@@ -111,7 +120,8 @@ def _tensor_bytes(tensors) -> int:
 
 
 def memory_floor(policy, reference, optimizer, libraries_bytes: int) -> dict[str, float]:
-    """GB a training process must hold before any activation: libraries, weights, gradients, AdamW state."""
+    """GB a training process must hold before any activation: libraries, weights, gradients, AdamW state; and
+    the same without the reference (a run at beta 0, as v4, holds none)."""
     parts = {
         "libraries": libraries_bytes,  # resident memory of the process before the model loads
         "policy": _tensor_bytes(policy.parameters()),
@@ -122,76 +132,103 @@ def memory_floor(policy, reference, optimizer, libraries_bytes: int) -> dict[str
         ),
     }
     parts["total"] = sum(parts.values())
+    parts["total_without_reference"] = parts["total"] - parts["reference"]
     return {name: size / 1e9 for name, size in parts.items()}
 
 
+@contextmanager
+def _prefix_shared(share: bool):
+    """Run with the prompts' shared prefix computed once (the library's way) or once per prompt (before it)."""
+    saved, logprobs.SHARE_PREFIX = logprobs.SHARE_PREFIX, share
+    try:
+        yield
+    finally:
+        logprobs.SHARE_PREFIX = saved
+
+
 def run_benchmark(
-    model: str = "bundled",
-    batch_size: int = 4,
-    generations=(4, 16),
-    repeats: int = 3,
-    bf16: bool = False,
+    model: str = "bundled", shape: str = "original", repeats: int = 3, bf16: bool = False
 ) -> tuple[list[dict], dict[str, float]]:
-    """Seconds per step and peak RSS for each method at each G, interleaved: (table rows, memory floor).
+    """Seconds per step and peak RSS for each method of `shape` at each G, interleaved: (table rows, memory floor).
 
     With bf16, all methods run their forward passes under bfloat16 autocast (weights stay float32).
     The memory floor is read after the warm-up steps, so AdamW's state exists."""
     libraries = _rss_bytes()
+    batch_size, generations, names = SHAPES[shape]
     base = benchmark_config(model, batch_size, bf16)
+    if shape == "v4":
+        base = replace(base, logprob_space="constrained", batch_sampling="stratified")
     run = prepare(base, reference=True)  # the memory floor counts a reference, as v3's KL term holds one
     policy, reference, tokenizer, space = run.policy, run.reference, run.tokenizer, run.space
-    examples = run.train_examples[:batch_size]  # same prompts for every method
+    examples = _one_batch(run.train_examples, base)  # same prompts for every method
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     times: dict[tuple[str, int], list[float]] = {}
     peaks: dict[tuple[str, int], int] = {}
     optimizer = make_optimizer(policy, base)  # shared by every method
-    prompt_rows = encode_prompts(tokenizer, [e.prompt for e in examples]).ids.numel()  # B x padded prompt length
+    batch = encode_prompts(tokenizer, [e.prompt for e in examples])
 
     def ours(cfg: RunConfig) -> None:
-        grpo_step(policy, reference, optimizer, tokenizer, space, examples, cfg, generator, skip_without_signal=False)
+        grpo_step(policy, reference if cfg.beta > 0 else None, optimizer, tokenizer, space, examples, cfg, generator,
+                  skip_without_signal=False)
 
-    methods = {
+    def unshared(cfg: RunConfig) -> None:
+        with _prefix_shared(False):
+            ours(replace(cfg, logprob_space="constrained"))
+
+    every = {
         "original": lambda cfg: original_step(policy, optimizer, tokenizer, space, examples, cfg),
         "ours": ours,  # full-vocabulary log-probabilities, as the original and v2/v3
         "ours_constrained": lambda cfg: ours(replace(cfg, logprob_space="constrained")),
+        "ours_constrained_unshared": unshared,  # as before the shared prefix: each prompt's prefix run on its own
         "floor_sft": lambda cfg: sft_step(
             policy, optimizer, tokenizer, space, examples, replace(cfg, objective="sft"), generator
         ),  # one forward and backward over the prompts and an update: the least any learner does
-        "limit": matmul_limit(policy, optimizer, rows=prompt_rows, head_rows=batch_size, bf16=bf16),
+        "limit": matmul_limit(policy, optimizer, rows=prompt_rows(batch), head_rows=batch_size, bf16=bf16),
     }
-    for name, run in methods.items():  # warm-up: first calls build kernels and allocator pools
-        run() if name == "limit" else run(replace(base, num_generations=generations[0]))
+    methods = {name: every[name] for name in names}
+    for name, method in methods.items():  # warm-up: first calls build kernels and allocator pools
+        method() if name == "limit" else method(replace(base, num_generations=generations[0]))
     floor = memory_floor(policy, reference, optimizer, libraries)
     for rep in range(repeats):
         for g in generations:
-            for name, run in methods.items():
+            for name, method in methods.items():
                 with PeakRSS() as rss:
                     start = time.perf_counter()
-                    run() if name == "limit" else run(replace(base, num_generations=g))
+                    method() if name == "limit" else method(replace(base, num_generations=g))
                     elapsed = time.perf_counter() - start
                 times.setdefault((name, g), []).append(elapsed)
                 peaks[(name, g)] = max(peaks.get((name, g), 0), rss.peak)
-                print(f"  rep {rep + 1}/{repeats} G={g:2d} {name:16s} {elapsed:6.2f} s", flush=True)
+                print(f"  rep {rep + 1}/{repeats} G={g:3d} {name:26s} {elapsed:6.2f} s", flush=True)
     return _rows(times, peaks, methods, generations, batch_size, bf16), floor
 
 
+def _one_batch(examples: list, cfg: RunConfig) -> list:
+    """The step's prompts: the first B hands (original shape), or v4's first stratified batch (one per class)."""
+    if cfg.batch_sampling == "stratified":
+        return next(prompt_batches(examples, cfg))
+    return examples[: cfg.batch_size]
+
+
 def _rows(times: dict, peaks: dict, methods, generations, batch_size: int, bf16: bool) -> list[dict]:
-    """The table's rows: each method's median seconds at each G, its speedup over the original, its peak."""
+    """The table's rows: each method's median seconds at each G, its speedup over the first method (the
+    original, or at v4's shape the step before the shared prefix), its multiple of the limit, its peak."""
     rows = []
+    baseline = "original" if "original" in methods else "ours_constrained_unshared"
     for g in generations:
-        original = statistics.median(times[("original", g)])
+        before = statistics.median(times[(baseline, g)])
         limit = statistics.median(times[("limit", g)])
         for name in methods:
             seconds = statistics.median(times[(name, g)])
             rows.append(
                 {
                     "method": name,
-                    "precision": "bf16 autocast" if bf16 else "float32",
+                    "precision": precision_name(bf16),
                     "B": batch_size,
                     "G": g,
                     "seconds": seconds,
-                    "speedup": original / seconds,
+                    "speedup": before / seconds,
+                    "speedup_over": baseline,
                     "times_limit": seconds / limit,  # the step against its own matrix products and update
                     "peak_rss_gb": peaks[(name, g)] / 1e9,
                 }
@@ -199,20 +236,19 @@ def _rows(times: dict, peaks: dict, methods, generations, batch_size: int, bf16:
     return rows
 
 
-
-
 def format_table(rows: list[dict]) -> str:
-    """The benchmark as a Markdown table; with the `limit` column when the rows were measured against it."""
+    """The benchmark as a Markdown table, one shape's rows; with the `limit` column when measured against it."""
     limited = all("times_limit" in r for r in rows)
+    over = rows[0].get("speedup_over", "original")
     lines = [
-        "| method | precision | B | G | seconds/step (median) | speedup vs original |"
+        f"| method | precision | B | G | seconds/step (median) | speedup vs {over} |"
         + (" x its limit |" if limited else "") + " peak RSS |",
         "|---|---|---|---|---|---|" + ("---|" if limited else "") + "---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r.get('precision', 'float32')} | {r['B']} | {r['G']} | {r['seconds']:.2f} "
-            f"| {r['speedup']:.1f}x "
+            f"| {r['speedup']:.2f}x "
             + (f"| {r['times_limit']:.2f}x " if limited else "")
             + f"| {r['peak_rss_gb']:.2f} GB |"
         )
@@ -225,19 +261,51 @@ def format_floor(floor: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def main(model: str = "bundled", repeats: int = 3, out: str | None = None, precisions=("float32",)) -> None:
+def processor() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one): every time is this machine's only."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def resolve_precisions(precisions) -> list[str]:
+    """`auto` is float32, plus bf16 where the CPU multiplies bfloat16 natively (elsewhere it is emulated, and a
+    bf16 step takes many times a float32 one)."""
+    if "auto" not in precisions:
+        return list(precisions)
+    return ["float32", "bf16"] if native_bf16(torch.device("cpu")) else ["float32"]
+
+
+def main(
+    model: str = "bundled", repeats: int = 3, out: str | None = None, precisions=("float32",), shapes=("original",)
+) -> None:
     threads = torch.get_num_threads()
+    precisions = resolve_precisions(precisions)
     rows, floors = [], []
-    for precision in precisions:
-        print(f"benchmark: model={model}, torch threads={threads}, {precision}, B=4, G in (4, 16)", flush=True)
-        precision_rows, floor = run_benchmark(model=model, repeats=repeats, bf16=precision == "bf16")
-        rows += precision_rows
-        floors.append(floor)
+    for shape in shapes:
+        batch_size, generations, _ = SHAPES[shape]
+        for precision in precisions:
+            print(f"benchmark: model={model}, torch threads={threads}, {precision}, B={batch_size}, G in "
+                  f"{generations}, on {processor()}", flush=True)
+            shape_rows, floor = run_benchmark(model=model, shape=shape, repeats=repeats, bf16=precision == "bf16")
+            rows += [{**r, "shape": shape} for r in shape_rows]
+            floors.append(floor)
     floor = floors[0]  # read in a process that had run nothing else
-    print(format_table(rows))
+    for shape in shapes:
+        print(format_table([r for r in rows if r["shape"] == shape]))
     print(format_floor(floor))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        record = {"model": model, "threads": threads, "repeats": repeats, "rows": rows, "memory_floor": floor}
+        record = {
+            "model": model, "threads": threads, "repeats": repeats, "processor": processor(),
+            "native_bf16": native_bf16(torch.device("cpu")), "torch": torch.__version__,
+            "rows": rows, "memory_floor": floor,
+        }
         Path(out).write_text(json.dumps(record, indent=2))
         print(f"wrote {out}")

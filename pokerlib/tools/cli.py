@@ -54,8 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="bundled")
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--out", help="also write the table as JSON here, e.g. results/bench.json")
-    bench.add_argument("--precision", nargs="+", choices=("float32", "bf16"), default=["float32"],
-                       help="float32 (default), bf16 (bfloat16 autocast for both methods), or both")
+    bench.add_argument("--precision", nargs="+", choices=("float32", "bf16", "auto"), default=["float32"],
+                       help="float32 (default), bf16 (bfloat16 autocast for every method), both, or auto (float32, "
+                       "and bf16 where the CPU multiplies bfloat16 natively)")
+    bench.add_argument("--shape", nargs="+", choices=("original", "v4"), default=["original"],
+                       help="original (B=4, G=4 and 16, against the original's step) and/or v4 (B=8, G=256)")
     trl = sub.add_parser("bench-trl", help="time TRL's GRPOTrainer on the benchmark's model, prompts and reward")
     trl.add_argument("--model", default="bundled")
     trl.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
@@ -147,7 +150,7 @@ def bench_command(args) -> int:
         check_writable(args.out)
     except ValueError as err:
         return _fail(err)
-    bench_main(model=args.model, repeats=args.repeats, out=args.out, precisions=args.precision)
+    bench_main(model=args.model, repeats=args.repeats, out=args.out, precisions=args.precision, shapes=args.shape)
     return 0
 
 
