@@ -49,7 +49,7 @@ def test_bench_writes_every_method_at_every_group_size(pokerlib_cache, tmp_path,
     record = json.loads(out.read_text())
     rows = record["rows"]
     methods = ["original", "ours", "ours_constrained", "floor_sft", "limit"]
-    v4 = ["ours_constrained", "ours_constrained_unshared", "floor_sft", "limit"]
+    v4 = ["ours_constrained", "ours_constrained_unshared", "ours_constrained_other_attention", "floor_sft", "limit"]
     assert [(r["shape"], r["G"], r["method"]) for r in rows] == (
         [("original", g, m) for g in (4, 16) for m in methods] + [("v4", 256, m) for m in v4]
     )
@@ -67,6 +67,8 @@ def test_bench_writes_every_method_at_every_group_size(pokerlib_cache, tmp_path,
     assert floor["policy"] == floor["reference"] == floor["gradients"] > 0
     assert abs(floor["total"] - floor["reference"] - floor["total_without_reference"]) < 1e-12
     assert record["processor"] and record["native_bf16"] in (True, False)
+    assert set(record["matmul_gflops"]) == {"float32", "bfloat16"} and min(record["matmul_gflops"].values()) > 0
+    assert next(r for r in rows if r["method"] == "ours_constrained_other_attention")["attention"] == "eager"
     printed = capsys.readouterr().out
     for shape in ("original", "v4"):
         assert format_table([r for r in rows if r["shape"] == shape]) in printed

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .. import logprobs
 from ..config import RunConfig
 from ..grpo import grpo_step
-from ..kernels import native_bf16, precision_name
+from ..kernels import attention_for, native_bf16, precision_name
 from ..logprobs import encode_prompts, forward_precision, prompt_rows
 from ..objectives import group_advantages
 from ..rewards import compute_rewards
@@ -105,7 +105,8 @@ def original_step(policy, optimizer, tokenizer, space, examples, cfg: RunConfig)
 
 SHAPES = {  # (B, G values, methods): the original's shape, and v4's (B=8, G=256, constrained)
     "original": (4, (4, 16), ("original", "ours", "ours_constrained", "floor_sft", "limit")),
-    "v4": (8, (256,), ("ours_constrained", "ours_constrained_unshared", "floor_sft", "limit")),
+    "v4": (8, (256,), ("ours_constrained", "ours_constrained_unshared", "ours_constrained_other_attention",
+                       "floor_sft", "limit")),
 }
 
 
@@ -176,11 +177,22 @@ def run_benchmark(
         with _prefix_shared(False):
             ours(replace(cfg, logprob_space="constrained"))
 
+    chosen = policy.config._attn_implementation
+    other = "eager" if chosen == "sdpa" else "sdpa"
+
+    def other_attention(cfg: RunConfig) -> None:  # the attention kernel `attn_implementation: auto` did not pick
+        policy.set_attn_implementation(other)
+        try:
+            ours(replace(cfg, logprob_space="constrained"))
+        finally:
+            policy.set_attn_implementation(chosen)
+
     every = {
         "original": lambda cfg: original_step(policy, optimizer, tokenizer, space, examples, cfg),
         "ours": ours,  # full-vocabulary log-probabilities, as the original and v2/v3
         "ours_constrained": lambda cfg: ours(replace(cfg, logprob_space="constrained")),
         "ours_constrained_unshared": unshared,  # as before the shared prefix: each prompt's prefix run on its own
+        "ours_constrained_other_attention": other_attention,
         "floor_sft": lambda cfg: sft_step(
             policy, optimizer, tokenizer, space, examples, replace(cfg, objective="sft"), generator
         ),  # one forward and backward over the prompts and an update: the least any learner does
@@ -261,6 +273,23 @@ def format_floor(floor: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def matmul_rates(rows: int = 664, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of one of the step's products (664 prompt rows through a 576 x 1536 MLP weight) in float32 and in
+    bfloat16, median of `repeats`: what `bf16: auto` decides on, measured."""
+    rates = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        x, w = torch.randn(rows, 576, dtype=dtype), torch.randn(1536, 576, dtype=dtype)
+        x @ w.T  # warm-up
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(10):
+                x @ w.T
+            seconds.append((time.perf_counter() - start) / 10)
+        rates[name] = 2 * rows * 576 * 1536 / statistics.median(seconds) / 1e9
+    return rates
+
+
 def processor() -> str:
     """The CPU's model name (from /proc/cpuinfo where there is one): every time is this machine's only."""
     try:
@@ -294,7 +323,9 @@ def main(
             print(f"benchmark: model={model}, torch threads={threads}, {precision}, B={batch_size}, G in "
                   f"{generations}, on {processor()}", flush=True)
             shape_rows, floor = run_benchmark(model=model, shape=shape, repeats=repeats, bf16=precision == "bf16")
-            rows += [{**r, "shape": shape} for r in shape_rows]
+            chosen = attention_for("auto", torch.device("cpu"), precision == "bf16")
+            other = {"attention": "eager" if chosen == "sdpa" else "sdpa"}
+            rows += [{**r, "shape": shape, **(other if "other_attention" in r["method"] else {})} for r in shape_rows]
             floors.append(floor)
     floor = floors[0]  # read in a process that had run nothing else
     for shape in shapes:
@@ -305,6 +336,7 @@ def main(
         record = {
             "model": model, "threads": threads, "repeats": repeats, "processor": processor(),
             "native_bf16": native_bf16(torch.device("cpu")), "torch": torch.__version__,
+            "matmul_gflops": matmul_rates(),
             "rows": rows, "memory_floor": floor,
         }
         Path(out).write_text(json.dumps(record, indent=2))
