@@ -27,8 +27,10 @@ RESULTS ?= results
 
 # The step benchmark at the original's shape (B=4, G=4 and 16) and at v4's (B=8, G=256), each step also as a
 # multiple of its own matrix products (the limit); bf16 rows only where the CPU multiplies bfloat16 natively.
+# Then v4's shape again with one torch thread, as `make reference` runs each run.
 bench: $(STAMP)
 	$(PY) -m pokerlib bench --precision auto --shape original v4 --out $(RESULTS)/bench.json
+	$(PY) -m pokerlib bench --precision auto --shape v4 --threads 1 --out $(RESULTS)/bench_v4_1thread.json
 
 # TRL's GRPOTrainer at the same B, G, model, prompts and reward, timed as `make bench` times ours.
 # Installs the bench extra on first use (torch stays at the lock's pin). Run with nothing else on the machine.

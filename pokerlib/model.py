@@ -306,13 +306,44 @@ def tiny_model(tokenizer, seed: int = 0):
         return LlamaForCausalLM(config)
 
 
+def _check_cache_writable(folder: Path) -> None:
+    """The cache must be creatable where a conversion will write it: the nearest existing folder above it writable."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ModelSourceError(
+            f"the model cache {folder} cannot be written ({existing} is not a writable folder): set POKERLIB_CACHE "
+            "to a writable folder"
+        )
+
+
+def _check_model_folder(folder: Path) -> None:
+    """A local folder must hold a saved model: its config and safetensors weights (nothing else is read)."""
+    if not (folder / "config.json").is_file():
+        raise ModelSourceError(
+            f"{folder} is not a saved model (it has no config.json): give a folder written by "
+            "model.save_pretrained(folder), or use model 'bundled'"
+        )
+    if not any(folder.glob("*.safetensors")):
+        raise ModelSourceError(
+            f"{folder} has no safetensors weights (only safetensors are read, never pickles): save it with "
+            "model.save_pretrained(folder, safe_serialization=True)"
+        )
+
+
 def check_source(source: str) -> None:
     """Fail fast, before any long work, on a model source that cannot load."""
     if source in ("bundled", "tiny"):
-        if not (_bundled_cache() / _COMPLETE).is_file():
+        converted = (_bundled_cache() / _COMPLETE).is_file()
+        tokenizer_only = cache_dir() / "smollm2-tokenizer"  # what the tiny model needs without a conversion
+        if not converted and not (source == "tiny" and (tokenizer_only / _COMPLETE).is_file()):
             bundled_gguf_path()
+            _check_cache_writable(_bundled_cache() if source == "bundled" else tokenizer_only)
     elif not isinstance(source, str) or not source:
         raise ModelSourceError(f"unknown model source {source!r}: use {SOURCES_HELP}")
+    elif Path(source).is_dir():
+        _check_model_folder(Path(source))
     else:
         _local_or_hub(source)
 

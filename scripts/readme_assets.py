@@ -224,13 +224,77 @@ def memory(runs_dir: Path) -> str:
     )
 
 
+def _bench_rows(bench: dict, shape: str, precision: str = "float32") -> dict[str, dict]:
+    """One shape's rows of a bench record, by method."""
+    rows = bench["rows"]
+    return {r["method"]: r for r in rows if r.get("shape", "original") == shape and r["precision"] == precision}
+
+
+def bench_section(runs_dir: Path) -> str:
+    """`make bench` (bench.json): the machine, the tables at each shape, what each speed change gave, the floor."""
+    from pokerlib.tools.bench import format_floor, format_table
+
+    bench = json.loads((runs_dir / "bench.json").read_text())
+    shapes = list(dict.fromkeys(r.get("shape", "original") for r in bench["rows"]))
+    precisions = list(dict.fromkeys(r["precision"] for r in bench["rows"]))
+    rates = bench["matmul_gflops"]
+    out = [
+        f"Measured on {bench['processor']} (torch {bench['torch']}, {bench['threads']} torch threads, median of "
+        f"{bench['repeats']} interleaved repeats, seconds per step, bundled model); precisions: "
+        f"{', '.join(precisions)}" + ("" if bench["native_bf16"] else
+                                      " (this CPU has no native bfloat16, so `--precision auto` measured float32 only)")
+        + ".\n",
+    ]
+    for shape in shapes:
+        out.append(format_table([r for r in bench["rows"] if r.get("shape", "original") == shape]) + "\n")
+    out += [
+        "What each change of this version gave, at v4's shape (B=8, G=256, float32), with every core and with one "
+        "torch thread as `make reference` runs each run (`bench_v4_1thread.json`), measured the same way:\n",
+        "| change | torch threads | before | after | after / before |",
+        "|---|---|---|---|---|",
+    ]
+    measured = [bench] + [json.loads(f.read_text()) for f in [runs_dir / "bench_v4_1thread.json"] if f.is_file()]
+    for record in measured:
+        v4, threads = _bench_rows(record, "v4"), record["threads"]
+        step, unshared = v4["ours_constrained"], v4["ours_constrained_unshared"]
+        other = v4["ours_constrained_other_attention"]
+        chosen = "sdpa" if other["attention"] == "eager" else "eager"
+        out += [
+            f"| the prompts' shared prefix run once instead of once per prompt | {threads} "
+            f"| {unshared['seconds']:.2f} s | {step['seconds']:.2f} s | {step['seconds'] / unshared['seconds']:.2f} |",
+            f"| attention kernel: `auto` picks {chosen} over {other['attention']} | {threads} "
+            f"| {other['seconds']:.2f} s | {step['seconds']:.2f} s | {step['seconds'] / other['seconds']:.2f} |",
+        ]
+    v4 = _bench_rows(bench, "v4")
+    out += [
+        f"| precision: `bf16: auto`, and v4 in float32 (one 664 x 576 x 1536 product, GFLOP/s) | {bench['threads']} "
+        f"| {rates['bfloat16']:.1f} (bfloat16) | {rates['float32']:.1f} (float32) "
+        f"| {rates['float32'] / rates['bfloat16']:.1f}x the rate |",
+        "",
+        f"With every core the v4 step takes {v4['ours_constrained']['times_limit']:.2f}x its limit (the step's own "
+        f"matrix products and one AdamW update, at the rows it computes), and the supervised floor "
+        f"{v4['floor_sft']['times_limit']:.2f}x"
+        + "".join(f"; with {r['threads']} thread, {_bench_rows(r, 'v4')['ours_constrained']['times_limit']:.2f}x"
+                  for r in measured[1:]) + ".\n",
+        "The memory floor, what a float32 process holding the policy, a reference and AdamW keeps resident before "
+        "the first activation (a run at beta 0, as v4, holds no reference):\n",
+        format_floor(bench["memory_floor"]),
+    ]
+    return "\n".join(out) + "\n"
+
+
 def trl_comparison(runs_dir: Path) -> str:
     """TRL's GRPOTrainer beside the original's step and ours at the same B, G and precision, from
     `make bench-trl` (bench_trl.json) and `make bench` (bench.json)."""
     trl = json.loads((runs_dir / "bench_trl.json").read_text())
     bench = json.loads((runs_dir / "bench.json").read_text())
+    if trl.get("processor") != bench.get("processor"):
+        return (f"TRL's row (`bench_trl.json`) was measured on {trl.get('processor', 'an unrecorded processor')}, "
+                f"`make bench` on {bench.get('processor', 'an unrecorded processor')}: times from two machines are "
+                "not compared. Run `make bench-trl` on the machine that ran `make bench`.\n")
     row = trl["row"]
-    same = [r for r in bench["rows"] if (r["precision"], r["B"], r["G"]) == (row["precision"], row["B"], row["G"])]
+    same = [r for r in bench["rows"] if (r["precision"], r["B"], r["G"]) == (row["precision"], row["B"], row["G"])
+            and r.get("shape", "original") == "original"]
     original = next(r for r in same if r["method"] == "original")
     lines = [
         f"| step (B={row['B']}, G={row['G']}, {row['precision']}, {trl['threads']} torch threads) "
@@ -272,6 +336,7 @@ def blocks(runs_dir: Path) -> dict[str, str]:
         "costs": run_costs(runs_dir),
         "time": time_table(runs_dir),
         "memory": memory(runs_dir),
+        "bench": bench_section(runs_dir),
         "trl": trl_comparison(runs_dir),
     }
 

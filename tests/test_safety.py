@@ -528,6 +528,28 @@ def test_an_unusable_device_fails_before_any_run_starts(tmp_path, capsys, device
     assert code == 1 and problem in err and len(err.splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
+def test_a_folder_that_is_not_a_model_fails_before_any_run_starts(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("not a model")
+    runs = tmp_path / "runs"
+    code, err = cli(capsys, "run", V2, *SMOKE, "--set", f"model={notes}", "--runs-dir", str(runs))
+    assert code == 1 and "is not a saved model (it has no config.json)" in err and len(err.splitlines()) == 1
+    assert not runs.exists() or list(runs.iterdir()) == []
+    (notes / "config.json").write_text("{}")
+    code, err = cli(capsys, "run", V2, *SMOKE, "--set", f"model={notes}", "--runs-dir", str(runs))
+    assert code == 1 and "has no safetensors weights" in err and len(err.splitlines()) == 1
+
+
+def test_an_unwritable_model_cache_fails_before_any_run_starts(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("POKERLIB_CACHE", str(tmp_path / "file" / "cache"))  # under a file: nothing can be written
+    runs = tmp_path / "runs"
+    code, err = cli(capsys, "run", V2, *SMOKE, "--runs-dir", str(runs))  # before: a traceback inside the kernel
+    assert code == 1 and "cannot be written" in err and "POKERLIB_CACHE" in err and len(err.splitlines()) == 1
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["bench", "time-to-accuracy"])
 def test_an_unwritable_out_fails_before_the_work(tmp_path, capsys, command):
     (tmp_path / "file").write_text("")
@@ -604,3 +626,68 @@ def test_a_run_and_the_seed_runs_inside_it_exclude_each_other(tmp_path, monkeypa
     with pytest.raises(RunError, match="is a complete run, so y/seed0 cannot go inside it"):
         run_variant(smoke_config(0), "y/seed0", tmp_path, log=quiet)  # ... holds no seed runs
     assert not any(p.name.startswith((".seed0", "seed0")) for p in (tmp_path / "y").iterdir())
+
+
+# 12. The Ray driver writes runs with the local path's protections
+
+
+def _no_ray_tasks(monkeypatch):
+    """A stand-in `ray` module that fails the test if the driver gets as far as starting Ray."""
+    import types
+
+    fake = types.ModuleType("ray")
+
+    def started(*_, **__):
+        raise AssertionError("the driver started Ray before refusing")
+
+    fake.is_initialized = started
+    fake.init = started
+    monkeypatch.setitem(sys.modules, "ray", fake)
+
+
+def test_the_ray_driver_leaves_a_users_folder_and_seed_runs_alone_before_any_task(tmp_path, monkeypatch):
+    from pokerlib.tools import sweep
+
+    _no_ray_tasks(monkeypatch)
+    own = tmp_path / "x"
+    own.mkdir()
+    (own / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="was not created by the runner"):
+        sweep.run_on_ray([(smoke_config(0), "x")], tmp_path, "local", replace=True)
+    assert tree(own) == {"notes.txt": b"mine"}
+    seeds = tmp_path / "y"
+    fake_run(seeds / "seed0")
+    before = tree(seeds)
+    with pytest.raises(RunError, match="holds folders"):
+        sweep.run_on_ray([(smoke_config(0), "y")], tmp_path, "local", force=True)
+    assert tree(seeds) == before
+    complete = fake_run(tmp_path / "z")
+    with pytest.raises(RunError, match="is a complete run, so z/seed0 cannot go inside it"):
+        sweep.run_on_ray([(smoke_config(0), "z/seed0")], tmp_path, "local")
+    assert not (complete / "seed0").exists()
+
+
+def test_the_ray_driver_holds_its_runs_for_the_whole_sweep(tmp_path):
+    from pokerlib.tools import sweep
+
+    with sweep._held([(smoke_config(0), "x")], tmp_path):
+        with pytest.raises(RunError, match=r"run .*x is in use by process \d+"):
+            run_variant(smoke_config(0), "x", tmp_path, log=lambda *_: None)
+        with pytest.raises(RunError, match=r"in use by process \d+"):
+            run_variant(smoke_config(0), "x/seed0", tmp_path, log=lambda *_: None)
+
+
+def test_a_failed_ray_run_never_replaces_the_complete_one_and_a_finished_one_does(tmp_path):
+    from pokerlib.tools import sweep
+
+    old = fake_run(tmp_path / "x")
+    before = tree(old)
+    failed = {"STARTED": b"{}", "params.yaml": b"seed: 0\n"}  # what a worker returns for a run that failed
+    where = sweep.write_run(failed, old)
+    assert tree(old) == before
+    assert where.name.startswith(".x.new-") and tree(where) == failed  # beside it, for diagnosis
+    new = tree(fake_run(tmp_path / "elsewhere", seed=1))
+    assert sweep.write_run(new, old) == old and tree(old) == new
+    assert not where.exists()  # the failed files were not mixed into the new run
+    first = tmp_path / "fresh"
+    assert sweep.write_run(failed, first) == first and tree(first) == failed  # no complete run: in place

@@ -17,7 +17,7 @@ import torch
 
 from ..rewards import compute_rewards
 from ..run import prepare
-from .bench import PeakRSS, _rss_bytes, benchmark_config
+from .bench import PeakRSS, _rss_bytes, benchmark_config, processor
 
 TRL_INSTALL = "pip install -c requirements.txt -e '.[bench]'  (or run `make bench-trl`)"
 
@@ -124,7 +124,8 @@ def main(model: str = "bundled", repeats: int = 3, out: str | None = None) -> di
     threads = torch.get_num_threads()
     print(f"TRL benchmark: model={model}, torch threads={threads}, B=4, G=4, free sampling", flush=True)
     row = run_trl_benchmark(model=model, repeats=repeats)
-    record = {"model": model, "threads": threads, "repeats": repeats, "trl": md.version("trl"), "row": row}
+    record = {"model": model, "threads": threads, "repeats": repeats, "trl": md.version("trl"),
+              "processor": processor(), "row": row}
     print(f"trl_grpo: {row['seconds']:.2f} s/step (median), peak RSS {row['peak_rss_gb']:.2f} GB", flush=True)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", nargs="+", choices=("float32", "bf16", "auto"), default=["float32"],
                        help="float32 (default), bf16 (bfloat16 autocast for every method), both, or auto (float32, "
                        "and bf16 where the CPU multiplies bfloat16 natively)")
+    bench.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
     bench.add_argument("--shape", nargs="+", choices=("original", "v4"), default=["original"],
                        help="original (B=4, G=4 and 16, against the original's step) and/or v4 (B=8, G=256)")
     trl = sub.add_parser("bench-trl", help="time TRL's GRPOTrainer on the benchmark's model, prompts and reward")
@@ -150,6 +151,12 @@ def bench_command(args) -> int:
         check_writable(args.out)
     except ValueError as err:
         return _fail(err)
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail(ValueError(f"--threads must be >= 1; got {args.threads}"))
+        import torch
+
+        torch.set_num_threads(args.threads)
     bench_main(model=args.model, repeats=args.repeats, out=args.out, precisions=args.precision, shapes=args.shape)
     return 0
 

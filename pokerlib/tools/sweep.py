@@ -6,6 +6,7 @@ it gets, so that the runs together do not oversubscribe the cores.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -15,7 +16,17 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..run import MARKER
-from .run_folder import RunError, read_marker, write_atomic
+from .run_folder import (
+    RunError,
+    check_run_name,
+    hold_run,
+    read_marker,
+    recover,
+    refuse_foreign,
+    sibling,
+    swap_in,
+    write_atomic,
+)
 from .runner import code_version, needs_run, run_variant
 
 Job = tuple[RunConfig, str]  # a resolved configuration and its run name
@@ -94,18 +105,47 @@ def run_remote(cfg: RunConfig, name: str, threads: int) -> tuple[dict[str, bytes
     return files, error
 
 
-def write_run(files: dict[str, bytes], run_dir: Path) -> None:
-    """A run's files in the runs-folder layout, the COMPLETE marker (if the run finished) written last."""
+def write_run(files: dict[str, bytes], run_dir: Path) -> Path:
+    """Put a Ray worker's run at run_dir as a local run is put, with its lock held: a complete run already there
+    stays until the new one is complete (built beside, then swapped in), and a failed new run never replaces it
+    (its files go beside it, for diagnosis, and the next run of the name clears them). Where the files went."""
+    done = read_marker(run_dir)
+    if done:
+        building = sibling(run_dir, "new")
+        shutil.rmtree(building, ignore_errors=True)  # a failed run of this sweep's name, not to be mixed in
+    else:
+        building = run_dir
+        if run_dir.exists():  # an interrupted or failed run of ours: refuse_foreign let it through
+            shutil.rmtree(run_dir)
     files = dict(files)
     marker = files.pop(MARKER, None)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     for rel, data in files.items():
-        path = run_dir / rel
+        path = building / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    if marker is not None:
-        write_atomic(run_dir / MARKER, marker.decode())
+    if marker is None:
+        return building
+    write_atomic(building / MARKER, marker.decode())
+    if done:
+        swap_in(building, run_dir)
+    return run_dir
+
+
+@contextlib.contextmanager
+def _held(jobs: list[Job], runs_dir: Path):
+    """Every job's run held as a local run holds it (its lock, the runs around it shared, no run inside a complete
+    run), recovered from an interrupted swap, for the whole sweep: nothing else writes them meanwhile."""
+    with contextlib.ExitStack() as stack:
+        for _, name in jobs:
+            check_run_name(name)
+            try:
+                (runs_dir / name).parent.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(hold_run(runs_dir, name))
+            except OSError as err:
+                raise RunError(f"cannot write to {(runs_dir / name).parent} ({err.strerror}): choose a writable "
+                               "--runs-dir") from None
+            recover(runs_dir / name)
+        yield
 
 
 def _ray_threads(ray, n_jobs: int) -> int:
@@ -129,9 +169,17 @@ def run_on_ray(
     except ImportError as err:
         raise RunError(f"--ray needs the ray package: {RAY_INSTALL}") from err
     runs_dir = Path(runs_dir)
-    pending = _pending(jobs, runs_dir, force, replace)
-    if not pending:
-        return []
+    with _held(jobs, runs_dir):
+        pending = _pending(jobs, runs_dir, force, replace)
+        for _, name in pending:  # a user's own folder, or one of seed runs, is refused before any task starts
+            refuse_foreign(runs_dir / name)
+        if not pending:
+            return []
+        return _ray_sweep(ray, pending, runs_dir, address, n_jobs)
+
+
+def _ray_sweep(ray, pending: list[Job], runs_dir: Path, address: str, n_jobs: int | None) -> list[str]:
+    """The tasks on Ray, each run written by the driver as it comes back; the errors."""
     started = not ray.is_initialized()
     if started:
         ray.init(address=None if address == "local" else address, include_dashboard=False)
@@ -150,11 +198,11 @@ def run_on_ray(
             except ray.exceptions.RayError as err:
                 errors.append(f"run {name} failed on its Ray worker: {err}")
                 continue
-            write_run(files, runs_dir / name)
+            where = write_run(files, runs_dir / name)
             if error:
-                errors.append(f"{error} (its files are now in {runs_dir / name})")
+                errors.append(f"{error} (its files are now in {where})")
             else:
-                _say(f"done {name}: written to {runs_dir / name}")
+                _say(f"done {name}: written to {where}")
         return errors
     finally:
         if started:
