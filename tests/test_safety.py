@@ -691,3 +691,74 @@ def test_a_failed_ray_run_never_replaces_the_complete_one_and_a_finished_one_doe
     assert not where.exists()  # the failed files were not mixed into the new run
     first = tmp_path / "fresh"
     assert sweep.write_run(failed, first) == first and tree(first) == failed  # no complete run: in place
+
+
+# 13. Sweeps under signals: stop the workers and start nothing new; a dead worker fails its own run only
+
+THREE = ["v1_buggy_reward", "v2_balanced", "v3_balanced_kl"]
+
+
+def _sweep(runs: Path, new_session: bool = False) -> subprocess.Popen:
+    """`run-all --jobs 2` of three smoke variants, in the background."""
+    command = [sys.executable, "-m", "pokerlib", "run-all", "--variants", *THREE, *SMOKE, "--jobs", "2",
+               "--runs-dir", str(runs)]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=new_session)
+
+
+def _started_pids(runs: Path, count: int, timeout: float = 300) -> list[int]:
+    """The worker processes of the first `count` runs, from their STARTED markers, once that many have started."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        markers = sorted(runs.glob("*/STARTED"))
+        if len(markers) >= count:
+            time.sleep(1)  # the marker is written whole before the notebook starts; let it land
+            return [json.loads(m.read_text())["pid"] for m in markers[:count]]
+        time.sleep(0.5)
+    raise AssertionError(f"{count} runs did not start within {timeout} s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def _gone(pids: list[int], timeout: float = 60) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.5)
+    return not any(_alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_a_stopped_sweep_stops_its_workers_and_starts_nothing_new(tmp_path, how):
+    runs = tmp_path / "runs"
+    sweep = _sweep(runs, new_session=how == "Ctrl-C")
+    workers = _started_pids(runs, 2)
+    if how == "SIGTERM":
+        sweep.send_signal(signal.SIGTERM)
+    else:  # a terminal's Ctrl-C reaches the whole foreground process group
+        os.killpg(sweep.pid, signal.SIGINT)
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, (out, err)
+    assert "Traceback" not in out + err, err
+    assert err.strip().splitlines()[-1].startswith("stopped by SIG")
+    assert _gone(workers)  # before: the orphaned workers finished every remaining run
+    time.sleep(3)
+    assert not (runs / THREE[2]).exists()  # the queued run never started
+
+
+def test_a_dead_worker_fails_its_own_run_only(tmp_path):
+    runs = tmp_path / "runs"
+    sweep = _sweep(runs)
+    victim = _started_pids(runs, 1)[0]
+    os.kill(victim, signal.SIGKILL)  # as the out-of-memory killer would
+    out, err = sweep.communicate(timeout=900)
+    assert sweep.returncode == 1, (out, err)
+    assert "Traceback" not in out + err, err
+    assert "ended with signal 9 (SIGKILL)" in err
+    complete = [name for name in THREE if (runs / name / MARKER).is_file()]
+    assert len(complete) == 2, (out, err)  # before: BrokenProcessPool aborted the healthy sibling and the rest

@@ -252,5 +252,13 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit code; SIGTERM or Ctrl-C stops it (and the runs it started) with one line and 130."""
+    from .sweep import Interrupted, stop_on_signals
+
     args = _parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        with stop_on_signals():
+            return COMMANDS[args.command](args)
+    except Interrupted as stop:
+        print(f"stopped by {stop}: the runs in progress were stopped, and no new one was started", file=sys.stderr)
+        return 130

@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import threading
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from ..config import RunConfig
@@ -56,28 +59,116 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _run_local(cfg: RunConfig, name: str, runs_dir: str, force: bool, replace: bool = False) -> str:
-    run_variant(cfg, name, runs_dir, force=force, log=_say, replace=replace)
-    return name
+def _worker(cfg: RunConfig, name: str, runs_dir: str, force: bool, replace: bool, threads: int, send) -> None:
+    """One run in its own process. Its error, if any, goes back through `send`; SIGTERM (how the driver stops it)
+    unwinds it like an exception, so its notebook kernel is shut down and its lock released."""
+    _set_threads(threads)
+    os.setpgrp()  # a group of its own, which its notebook kernel joins: the driver can end both together
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops this run with SIGTERM
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run_variant(cfg, name, runs_dir, force=force, log=_say, replace=replace)
+    except RunError as err:
+        send.send(str(err))
+    except Exception as err:  # anything else fails this run alone, in one line
+        send.send(f"run {name} failed: {type(err).__name__}: {err}")
+
+
+def _message(receive) -> str | None:
+    """The error a worker sent before it ended, or None (it sent none, or died before it could)."""
+    try:
+        return receive.recv() if receive.poll() else None
+    except EOFError:
+        return None
+
+
+def _ended(exitcode: int) -> str:
+    return f"signal {-exitcode} ({signal.Signals(-exitcode).name})" if exitcode < 0 else f"exit code {exitcode}"
 
 
 def run_parallel(
     jobs: list[Job], runs_dir: str | Path, force: bool = False, n_jobs: int = 2, replace: bool = False
 ) -> list[str]:
-    """Run `jobs` in `n_jobs` processes, each with its share of the cores; the errors of failed runs."""
+    """Run `jobs` in `n_jobs` processes, each with its share of the cores; the errors of failed runs.
+
+    Each run has a process of its own, so one that dies (killed, out of memory) fails that run alone and the
+    others go on. When the driver is stopped (`Interrupted`, from SIGTERM or Ctrl-C), it stops the runs in
+    progress and starts no new one."""
     n_jobs = max(1, min(n_jobs, len(jobs)))  # a core share is never held for a run that does not exist
     threads = threads_per_run(available_cores(), n_jobs)
     _say(f"sweep: {len(jobs)} runs, {n_jobs} at a time, {threads} torch thread(s) each")
-    errors = []
-    pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_set_threads, initargs=(threads,))
-    with pool:
-        futures = {pool.submit(_run_local, cfg, name, str(runs_dir), force, replace): name for cfg, name in jobs}
-        for future in as_completed(futures):
-            try:
-                future.result()
-            except RunError as err:
-                errors.append(str(err))
+    context = get_context("spawn")
+    queue, running, errors = list(jobs), {}, []
+    try:
+        while queue or running:
+            while queue and len(running) < n_jobs:
+                cfg, name = queue.pop(0)
+                receive, send = context.Pipe(duplex=False)
+                args = (cfg, name, str(runs_dir), force, replace, threads, send)
+                process = context.Process(target=_worker, args=args)
+                process.start()
+                send.close()
+                running[process.sentinel] = (process, name, receive)
+            for sentinel in wait(list(running)):
+                process, name, receive = running.pop(sentinel)
+                process.join()
+                message = _message(receive)
+                if message:
+                    errors.append(message)
+                elif process.exitcode != 0:
+                    _kill_group(process.pid)  # a kernel left behind by a killed worker would go on computing
+                    errors.append(f"run {name} stopped: its process ended with {_ended(process.exitcode)} (killed, "
+                                  "or out of memory); the other runs went on. Run it again to redo it")
+    finally:
+        _stop(process for process, _, _ in running.values())
     return errors
+
+
+def _stop(processes) -> None:
+    """Stop runs still in progress (the driver was interrupted): SIGTERM, then SIGKILL after 30 s, then anything
+    left in their process groups."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        _kill_group(process.pid)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Interrupted(Exception):
+    """The sweep's driver was asked to stop (SIGTERM or Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM and SIGINT raise `Interrupted` in the main thread while the block runs (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _pending(jobs: list[Job], runs_dir: Path, force: bool, replace: bool) -> list[Job]:
