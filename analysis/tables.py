@@ -172,7 +172,10 @@ def search(search_runs: dict[str, list[dict]], spec_file: Path) -> pd.DataFrame:
             if run.eval.get("split") != "validation":
                 raise ValueError(f"{run.folder}: a search run must score the validation hands, not the test hands")
         evs = [r.eval["finetuned"] for r in runs]
-        changed = {**spec.get("budget", {}), **(spec["settings"].get(key) or {})}
+        setting = spec["settings"].get(key)
+        if setting is None:  # a setting the spec has since renamed (rft -> rft_normalized): what its runs used
+            setting = {k: runs[0].params[k] for k in ("objective", "advantage") if k in runs[0].params}
+        changed = {**spec.get("budget", {}), **setting}
         changed.pop("final_eval", None)
         rows.append(
             {

@@ -559,6 +559,34 @@ def test_an_unwritable_out_fails_before_the_work(tmp_path, capsys, command):
     assert code == 1 and err.startswith(f"error: cannot write --out {out}") and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("case", ["folder", "unwritable", "no pandoc"])
+def test_render_checks_its_output_and_pandoc_before_running_any_cell(tmp_path, capsys, monkeypatch, case):
+    import pypandoc
+
+    from pokerlib.tools import render
+
+    executed = []
+    monkeypatch.setattr(render, "execute", lambda *a: executed.append(a))  # no cell may run
+    out = tmp_path / "report.html"
+    if case == "folder":
+        out = tmp_path / "site"
+        out.mkdir()
+    elif case == "unwritable":
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "report.html"
+    else:
+        def missing():
+            raise OSError("No pandoc was found")
+
+        monkeypatch.setattr(pypandoc, "get_pandoc_version", missing)
+    code, err = cli(capsys, "render", "-o", str(out))
+    expected = {"folder": "is a folder: name the report's file", "unwritable": "cannot write the report to",
+                "no pandoc": "Pandoc is not installed"}[case]
+    assert code == 1 and expected in err and len(err.splitlines()) == 1 and executed == []
+    if case == "folder":
+        assert list(out.iterdir()) == []  # before: success reported, and site/site.partial left inside it
+
+
 # 11. The report refuses numbers that contradict their own run
 
 
@@ -762,3 +790,79 @@ def test_a_dead_worker_fails_its_own_run_only(tmp_path):
     assert "ended with signal 9 (SIGKILL)" in err
     complete = [name for name in THREE if (runs / name / MARKER).is_file()]
     assert len(complete) == 2, (out, err)  # before: BrokenProcessPool aborted the healthy sibling and the rest
+
+
+# 14. The smaller holes of the "Also" list
+
+
+def test_yaml_aliases_are_refused_in_one_short_line(tmp_path, capsys):
+    levels = ['_0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    levels += [f"_{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 7)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\nmodel: [" + ",".join(["*l6"] * 9) + "]\n")  # about 400 bytes
+    code, err = cli(capsys, "run", str(bomb), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1 and "YAML aliases (*name) are not allowed" in err and len(err) < 300
+    code, err = cli(capsys, "run", V2, "--set", "model=[&a [1], *a]", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1 and "YAML aliases (*name) are not allowed" in err and len(err.splitlines()) == 1
+
+
+def test_a_run_folder_that_is_a_symlink_is_refused_and_what_it_names_untouched(tmp_path, capsys):
+    target = tmp_path / "elsewhere"
+    fake_run(target)
+    before = tree(target)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "x").symlink_to(target)
+    code, err = cli(capsys, "run", V2, *SMOKE, "--name", "x", "--runs-dir", str(runs), "--force")
+    assert code == 1 and "is a symbolic link" in err and len(err.splitlines()) == 1  # before: "None", and wedged
+    assert tree(target) == before and (runs / "x").is_symlink()
+    (runs / "x").unlink()
+    assert not any(p.name.startswith(".x.") and not p.name.endswith(".lock") for p in runs.iterdir())
+
+
+def test_files_a_user_added_to_a_run_folder_are_never_deleted_by_a_rerun(tmp_path, capsys):
+    run = fake_run(tmp_path / "runs" / "x")
+    (run / "my_notes.txt").write_text("keep me")
+    before = tree(run)
+    code, err = cli(capsys, "run", V2, *SMOKE, "--name", "x", "--runs-dir", str(tmp_path / "runs"), "--force")
+    assert code == 1 and "holds files the runner did not write (my_notes.txt)" in err and len(err.splitlines()) == 1
+    assert tree(run) == before
+
+
+def test_a_run_name_too_long_for_the_runners_folders_fails_naming_its_length(tmp_path, capsys):
+    code, err = cli(capsys, "run", V2, *SMOKE, "--name", "a" * 246, "--runs-dir", str(tmp_path))
+    assert code == 1 and "is 246 characters: use at most 200" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # before: "choose a writable --runs-dir", for a writable one
+
+
+def test_file_system_errors_are_explained_by_their_cause_not_always_as_an_unwritable_folder():
+    import errno
+
+    assert "too long" in runner.advice(OSError(errno.ENAMETOOLONG, "File name too long"))
+    assert "disk is full" in runner.advice(OSError(errno.ENOSPC, "No space left on device"))
+    assert "writable --runs-dir" in runner.advice(OSError(errno.EROFS, "Read-only file system"))
+    assert "writable" not in runner.advice(OSError(errno.EIO, "Input/output error"))
+
+
+def test_messages_under_run_all_do_not_suggest_a_name_option_it_lacks(tmp_path, capsys):
+    own = tmp_path / "v2_balanced"
+    own.mkdir()
+    (own / "notes.txt").write_text("mine")
+    code, err = cli(capsys, "run-all", "--variants", "v2_balanced", *SMOKE, "--runs-dir", str(tmp_path))
+    assert code == 1 and "with run-all" in err and "another --runs-dir" in err
+
+
+def test_a_run_that_fails_in_its_notebook_is_summed_up_in_two_lines(tmp_path, monkeypatch, capsys):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    def failing(notebook, output, parameters, **kwargs):
+        Path(output).write_text("{}")
+        traceback = ["Traceback (most recent call last):"] + [f"  frame {i}" for i in range(40)] + ["ValueError: boom"]
+        raise PapermillExecutionError(7, 12, "cfg = ...", "ValueError", "boom", traceback)
+
+    monkeypatch.setattr(papermill, "execute_notebook", failing)
+    code, err = cli(capsys, "run", V2, *SMOKE, "--name", "x", "--runs-dir", str(tmp_path))
+    assert code == 1 and len(err.splitlines()) == 2 and "Traceback" not in err
+    assert "failed in notebook cell [12]: ValueError: boom" in err
+    assert str(tmp_path / "x" / "grpo_poker.ipynb") in err and (tmp_path / "x" / "grpo_poker.ipynb").is_file()

@@ -17,7 +17,17 @@ ORIGINAL_VARIANTS = ("v1_buggy_reward", "v2_balanced", "v3_balanced_kl")  # the 
 
 class Yaml12Loader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2's core schema for plain scalars, the reading a user expects: `1e-4` is a
-    float (YAML 1.1 made it a string), `017` is 17 (not octal 15), and yes/no/on/off stay strings."""
+    float (YAML 1.1 made it a string), `017` is 17 (not octal 15), and yes/no/on/off stay strings. Aliases
+    (`*name`) are refused: a parameter is one plain value, and a few hundred bytes of nested aliases expand to
+    gigabytes (and to an error message of as many)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in a parameter: write the value out", mark
+            )
+        return super().compose_node(parent, index)
 
 
 Yaml12Loader.yaml_implicit_resolvers = {
@@ -67,6 +77,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 class _UniqueKeyLoader(Yaml12Loader):
     """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
 
     def construct_mapping(self, node, deep=False):
         seen = set()

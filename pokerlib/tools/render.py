@@ -12,8 +12,8 @@ from __future__ import annotations
 import ast
 import base64
 import difflib
+import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -201,6 +201,30 @@ def pandoc_html(markdown: str, front: dict, cwd: Path) -> str:
     return pypandoc.convert_text(document, "html5", format="markdown", extra_args=args, cworkdir=str(cwd))
 
 
+def check_output(output: Path) -> None:
+    """Before any cell runs: the report's file can be written where asked (not a folder, a writable place)."""
+    if output.is_dir():
+        raise ValueError(f"-o {output} is a folder: name the report's file, e.g. -o {output / 'report.html'}")
+    probe = output.with_name(output.name + ".partial")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write the report to {output} ({err.strerror}): choose a writable -o") from None
+
+
+def check_pandoc() -> None:
+    """Before any cell runs: Pandoc, which turns the executed report into HTML, is there."""
+    import pypandoc
+
+    try:
+        pypandoc.get_pandoc_version()
+    except OSError:
+        raise ValueError("Pandoc is not installed, and the report's HTML is made by it: pip install -c "
+                         "requirements.txt pypandoc_binary (make setup installs it)") from None
+
+
 def render(
     qmd: str | Path = "report.qmd", output: str | Path | None = None, params: dict | None = None, log=print
 ) -> Path:
@@ -211,6 +235,8 @@ def render(
     if not qmd.is_file():
         raise FileNotFoundError(f"report source not found: {qmd}")
     output = Path(output) if output else qmd.parent / "_output" / (qmd.stem + ".html")
+    check_output(output)
+    check_pandoc()
     front, nb = load_qmd(qmd)
     if params:
         check_params(nb, params, qmd.name)
@@ -229,6 +255,6 @@ def render(
     tmp = output.with_name(output.name + ".partial")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(page)
-    shutil.move(tmp, output)  # a failed render never leaves a complete-looking report
+    os.replace(tmp, output)  # a failed render never leaves a complete-looking report
     log(f"rendered {output} in {time.time() - started:.0f} s")
     return output

@@ -20,7 +20,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..run import MARKER
+from ..run import ARTIFACTS, MARKER, RESULTS
+
+MAX_NAME = 200  # characters in one part of a run name: file systems allow 255, and the runner's siblings add some
+ANOTHER_NAME = "choose another --name (with run-all, which names runs after their variants, another --runs-dir)"
 
 STARTED = "STARTED"  # written first into every run folder the runner creates: only such folders are ever deleted
 
@@ -39,7 +42,7 @@ def read_marker(run_dir: Path) -> dict | None:
     except ValueError as err:
         raise RunError(f"{marker} is damaged ({err}): move {run_dir} away or delete it, then run again") from None
     if not isinstance(done, dict) or "params" not in done:
-        raise RunError(f"{marker} was not written by this runner: move {run_dir} away or choose another --name")
+        raise RunError(f"{marker} was not written by this runner: move {run_dir} away or {ANOTHER_NAME}")
     return done
 
 
@@ -56,6 +59,9 @@ def check_run_name(name: str) -> str:
     if os.path.isabs(name) or name.startswith("~"):
         raise ValueError(f"run name {name!r} is absolute: give a path relative to --runs-dir, e.g. --name my_run")
     parts = name.replace("\\", "/").split("/")
+    longest = max(parts, key=len)
+    if len(longest) > MAX_NAME:  # the runner adds `.` and `.new-PID` or `.lock` around it, within 255 bytes
+        raise ValueError(f"run name part {longest[:40]!r}... is {len(longest)} characters: use at most {MAX_NAME}")
     if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
         raise ValueError(
             f"run name {name!r} must name a folder inside --runs-dir: no '..', '.', empty or hidden parts "
@@ -90,7 +96,7 @@ def run_lock(run_dir: Path, shared: bool = False) -> Iterator[None]:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
             who = f"process {holder}" if holder.isdigit() else "another run (a seed run inside it, or one starting)"
             raise RunError(
-                f"run {run_dir} is in use by {who} (lock {path}): wait for it to finish, or use another --name"
+                f"run {run_dir} is in use by {who} (lock {path}): wait for it to finish, or {ANOTHER_NAME}"
             ) from None
         if not shared:  # the one holder names itself; shared holders leave the file as it is
             os.ftruncate(fd, 0)
@@ -118,9 +124,13 @@ def hold_run(runs_dir: Path, name: str) -> Iterator[Path]:
         for outer in enclosing_runs(runs_dir, name):
             stack.enter_context(run_lock(outer, shared=True))
             if (outer / MARKER).is_file():
-                raise RunError(f"{outer} is a complete run, so {name} cannot go inside it: choose another --name")
+                raise RunError(f"{outer} is a complete run, so {name} cannot go inside it: {ANOTHER_NAME}")
         run_dir = runs_dir / name
         stack.enter_context(run_lock(run_dir))
+        for path in (*enclosing_runs(runs_dir, name), run_dir):
+            if path.is_symlink():  # a swap or a delete would act on the link, or through it on what it names
+                raise RunError(f"{path} is a symbolic link: the runner never writes through links; remove the link "
+                               f"(what it points to is left alone) or {ANOTHER_NAME}")
         yield run_dir
 
 
@@ -146,18 +156,30 @@ def refuse_foreign(run_dir: Path) -> None:
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir} is a file, not a run folder: move it away or choose another --name")
+        raise RunError(f"{run_dir} is a file, not a run folder: move it away or {ANOTHER_NAME}")
     entries = list(run_dir.iterdir())
     folders = sorted(p.name for p in entries if p.is_dir())
     if folders:
         raise RunError(
             f"{run_dir} holds folders ({', '.join(folders[:4])}), so it is not a single run and is left alone: "
-            "pass --seeds N to add seeds beside them, or choose another --name"
+            f"pass --seeds N to add seeds beside them, or {ANOTHER_NAME}"
         )
     if entries and not (run_dir / STARTED).is_file() and not (run_dir / MARKER).is_file():
         raise RunError(
             f"{run_dir} was not created by the runner (it has no {STARTED} or {MARKER} marker) and is left "
-            "alone: move it away or choose another --name"
+            f"alone: move it away or {ANOTHER_NAME}"
+        )
+
+
+def refuse_added_files(run_dir: Path) -> None:
+    """Before a complete run is replaced (--force, --replace): fail if it holds files the runner did not write,
+    which the swap would delete with the old run."""
+    written = {*ARTIFACTS, *RESULTS, MARKER, STARTED}
+    added = sorted(p.name for p in run_dir.iterdir() if p.name not in written) if run_dir.is_dir() else []
+    if added:
+        raise RunError(
+            f"{run_dir} holds files the runner did not write ({', '.join(added[:4])}{', ...' * (len(added) > 4)}), "
+            "which replacing the run would delete: move them out of it, then run again"
         )
 
 

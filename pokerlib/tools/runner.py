@@ -8,6 +8,7 @@ are `params.py`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from .run_folder import (
     hold_run,
     read_marker,
     recover,
+    refuse_added_files,
     refuse_foreign,
     sibling,
     swap_in,
@@ -114,12 +116,23 @@ def run_variant(
         try:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(hold_run(runs_dir, name))
-        except OSError as err:  # a read-only or missing disk: one line, not a traceback
-            raise RunError(f"cannot write to {run_dir.parent} ({err.strerror}): choose a writable --runs-dir") from None
+        except OSError as err:  # a read-only or full disk, a name too long: one line, not a traceback
+            raise RunError(f"cannot write to {run_dir.parent} ({err.strerror}): {advice(err)}") from None
         try:
             return _run_locked(cfg, name, run_dir, force, log, replace)
         except OSError as err:
             raise RunError(f"run {name} failed on {err.filename or run_dir}: {err.strerror}") from err
+
+
+def advice(err: OSError) -> str:
+    """What to do about a file-system error, by its cause (not every failure is an unwritable --runs-dir)."""
+    if err.errno == errno.ENAMETOOLONG:
+        return "the run name is too long for this file system: choose a shorter one"
+    if err.errno == errno.ENOSPC:
+        return "the disk is full: free some space, or choose a --runs-dir on another disk"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a writable --runs-dir"
+    return "check the runs folder and its disk"
 
 
 def is_current(done: dict | None, cfg: RunConfig, version: str | None = None) -> bool:
@@ -147,8 +160,8 @@ def needs_run(
     if problem:
         if replace:
             return True
-        raise RunError(f"{run_dir} holds a damaged run ({problem}): pass --replace to run it again, or --name to run "
-                       "beside it")
+        raise RunError(f"{run_dir} holds a damaged run ({problem}): pass --replace to run it again, or run beside it: "
+                       "another --name (with run-all, another --runs-dir)")
     if is_current(done, cfg, version):
         log(f"skip {name}: a complete run with the same parameters and code exists in {run_dir}")
         return False
@@ -156,7 +169,7 @@ def needs_run(
         return True
     raise RunError(
         f"{run_dir} holds a complete run with other parameters or code: pass --replace (or --force) to replace it, "
-        "or --name to run beside it"
+        "or run beside it: another --name (with run-all, another --runs-dir)"
     )
 
 
@@ -169,6 +182,7 @@ def _run_locked(cfg: RunConfig, name: str, run_dir: Path, force: bool, log, repl
     if not needs_run(done, cfg, name, run_dir, force, replace, log, version):
         return run_dir
     refuse_foreign(run_dir)
+    refuse_added_files(run_dir)  # replacing the run, or clearing a failed one, would delete them
     if done:  # --force or --replace: the complete run stays in place until the new one is complete
         building = sibling(run_dir, "new")
     else:
@@ -181,6 +195,19 @@ def _run_locked(cfg: RunConfig, name: str, run_dir: Path, force: bool, log, repl
         swap_in(building, run_dir)
     log(f"done {name} in {seconds:.0f} s")
     return run_dir
+
+
+def failure_summary(name: str, folder: Path, err: Exception, limit: int = 300) -> str:
+    """A run that failed inside its notebook, in a few lines: which cell, the exception, where the full traceback is
+    (papermill's own message is the whole traceback, 30-60 lines)."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename is None:  # the kernel died, or papermill itself failed
+        ename, evalue = type(err).__name__, str(err).strip().splitlines()[-1] if str(err).strip() else ""
+    evalue = evalue if len(evalue) <= limit else evalue[:limit] + "..."
+    cell = getattr(err, "exec_count", None)
+    where = f" in notebook cell [{cell}]" if cell is not None else ""
+    return (f"run {name} failed{where}: {ename}: {evalue}\n  the executed notebook, with the full traceback, is "
+            f"{folder / 'grpo_poker.ipynb'}")
 
 
 def _execute(cfg: RunConfig, name: str, folder: Path, params: dict, version: str) -> float:
@@ -205,7 +232,7 @@ def _execute(cfg: RunConfig, name: str, folder: Path, params: dict, version: str
                 km=km,
             )
     except Exception as err:  # papermill raises PapermillExecutionError with the cell's traceback
-        raise RunError(f"run {name} failed; the executed notebook is in {folder}: {err}") from err
+        raise RunError(failure_summary(name, folder, err)) from err
     notebook_env = json.loads((folder / "notebook_env.json").read_text())
     env = environment(time.time() - start, notebook_env)
     (folder / "env.json").write_text(json.dumps(env, indent=2))

@@ -25,6 +25,7 @@ from .run_folder import (
     hold_run,
     read_marker,
     recover,
+    refuse_added_files,
     refuse_foreign,
     sibling,
     swap_in,
@@ -262,8 +263,9 @@ def run_on_ray(
     runs_dir = Path(runs_dir)
     with _held(jobs, runs_dir):
         pending = _pending(jobs, runs_dir, force, replace)
-        for _, name in pending:  # a user's own folder, or one of seed runs, is refused before any task starts
+        for _, name in pending:  # a user's own folder, seed runs, or added files are refused before any task starts
             refuse_foreign(runs_dir / name)
+            refuse_added_files(runs_dir / name)
         if not pending:
             return []
         return _ray_sweep(ray, pending, runs_dir, address, n_jobs)
