@@ -84,13 +84,15 @@ def objective_weights():
         ("sft", "SFT: 1"),
         ("maxrl_neglect", "MaxRL with GRPO's neglect: min(1, √(p/(1−p)))"),
         ("maxrl_overpush", "MaxRL with GRPO's over-push: max(1, √(p/(1−p)))"),
-        ("online_rft", "online RFT: p"),
+        ("online_rft", "online RFT: p (Dr. GRPO's line at w = 1)"),
     ):
         # MaxRL's line is drawn wide under SFT's dashed one, so that both stay visible where they coincide
         width = 5 if objective == "maxrl" else 2
         style = {"linestyle": "--", "linewidth": width} if objective == "sft" else {"linewidth": width}
         if objective.startswith("maxrl_"):  # the ablations, dotted over the curves they follow on each side
             style = {"linestyle": ":", "linewidth": 3}
+        if objective == "online_rft":  # dashed over Dr. GRPO's, which it equals at w = 1
+            style = {"linestyle": "--", "linewidth": 1.5}
         ax.plot(p, [objective_weight(x, objective) for x in p], color=OBJECTIVE_COLORS[objective], label=label, **style)
     ax.set(
         xlabel="p = probability of the gold label",

@@ -31,6 +31,32 @@ def best_of(search_runs: dict[str, list[dict]], advantages: tuple[str, ...]) -> 
     return max(means, key=means.get)
 
 
+def objective_of(params: dict) -> str:
+    """What a run optimizes: 'sft', or its advantage ('grpo', 'maxrl', ...)."""
+    return "sft" if params.get("objective") == "sft" else params.get("advantage", "grpo")
+
+
+def chosen_rates(lr_runs: dict[str, list]) -> pd.DataFrame:
+    """Each objective's learning rate with the best mean validation accuracy over its seeds (the learning-rate
+    search scores the validation hands only): one row per objective and rate, `chosen` marking the best.
+
+    A run that scored the test hands is refused: the choice must never read them."""
+    rows = []
+    for key, runs in lr_runs.items():
+        for run in runs:
+            if run.eval.get("split") != "validation":
+                raise ValueError(f"{run.folder}: a learning-rate search run must score the validation hands")
+        accuracies = [r.eval["finetuned"]["accuracy"] for r in runs]
+        rows.append({"objective": objective_of(runs[0].params), "learning_rate": runs[0].params["learning_rate"],
+                     "setting": key, "seeds": len(runs), "mean_validation_accuracy": float(np.mean(accuracies))})
+    table = pd.DataFrame(rows).sort_values(["objective", "learning_rate"]).reset_index(drop=True)
+    best = table.groupby("objective")["mean_validation_accuracy"].transform("max")
+    table["chosen"] = table["mean_validation_accuracy"] == best
+    first = table[table["chosen"]].groupby("objective").head(1).index  # a tie goes to the smaller rate
+    table["chosen"] = table.index.isin(first)
+    return table
+
+
 def gold_probs(log: pd.DataFrame) -> pd.DataFrame:
     """The gold label's probability per class and step (columns `gold_prob/<label>`), before each update."""
     columns = [f"gold_prob/{label}" for label in LABELS]

@@ -14,7 +14,7 @@ STYLES: dict[str, tuple[str, str]] = {
     "v2_balanced": ("v2 balanced", "#E69F00"),
     "v3_balanced_kl": ("v3 balanced + KL", "#CC79A7"),
     "v4_grpo": ("v4 GRPO", "#0072B2"),
-    "v4_maxrl": ("v4 MaxRL", "#56B4E9"),
+    "v4_maxrl": ("v4 MaxRL", "#D55E00"),  # vermillion: never a second blue beside GRPO's
     "v4_sft": ("v4 SFT yardstick", "#009E73"),
 }
 EXTENDED_VARIANTS = ("v4_grpo", "v4_maxrl", "v4_sft")  # beyond the original: the v4 budget
@@ -27,8 +27,8 @@ NAMES = {key: name for key, (name, _) in STYLES.items()}
 COLORS = {key: colour for key, (_, colour) in STYLES.items()}
 # c(p) curves of the objectives (no runs needed): one colour per objective.
 OBJECTIVE_COLORS = {
-    "grpo": "#0072B2", "dr_grpo": "#D55E00", "maxrl": "#56B4E9", "maxrl_neglect": "#E69F00",
-    "maxrl_overpush": "#999933", "rft": "#882255", "rft_normalized": "#882255", "online_rft": "#CC79A7",
+    "grpo": "#0072B2", "dr_grpo": "#56B4E9", "maxrl": "#D55E00", "maxrl_neglect": "#E69F00",
+    "maxrl_overpush": "#CC79A7", "rft": "#882255", "rft_normalized": "#882255", "online_rft": "#000000",
     "sft": "#009E73",
 }
 

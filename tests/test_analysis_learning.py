@@ -107,3 +107,26 @@ def test_a_search_run_that_scored_the_test_hands_is_refused(smoke_runs):
     search["grpo"][0].eval["split"] = "test"
     with pytest.raises(ValueError, match="validation hands"):
         tables.search(search, ROOT / "params" / "search.yaml")
+
+
+def test_each_objective_gets_the_rate_of_its_best_mean_validation_accuracy():
+    from conftest import record
+
+    from analysis.learning import chosen_rates
+
+    def runs(objective, rate, accuracies):
+        params = {"objective": "sft"} if objective == "sft" else {"advantage": objective}
+        return [record(params={**params, "learning_rate": rate, "seed": seed},
+                       eval={"split": "validation", "finetuned": {"accuracy": a}}) for seed, a in enumerate(accuracies)]
+
+    lr_runs = {
+        "grpo_lr3e-5": runs("grpo", 3e-5, [0.6, 0.7]), "grpo_lr1e-4": runs("grpo", 1e-4, [0.5, 0.9]),
+        "sft_lr1e-4": runs("sft", 1e-4, [0.75, 0.75]), "sft_lr3e-4": runs("sft", 3e-4, [0.5, 1.0]),
+    }
+    table = chosen_rates(lr_runs)
+    chosen = dict(zip(table[table["chosen"]]["objective"], table[table["chosen"]]["learning_rate"], strict=True))
+    assert chosen == {"grpo": 1e-4, "sft": 1e-4}  # grpo: 0.70 > 0.65; sft: a tie at 0.75 goes to the smaller rate
+    assert table["seeds"].tolist() == [2, 2, 2, 2]
+    peeked = {"grpo_lr3e-5": [record(params={"learning_rate": 3e-5}, eval={"split": "test", "finetuned": {}})]}
+    with pytest.raises(ValueError, match="must score the validation hands"):
+        chosen_rates(peeked)
