@@ -2,13 +2,14 @@
 
 `bf16: auto` runs forward passes under bfloat16 autocast only where the hardware multiplies bfloat16
 natively: a CUDA GPU that supports it, or a CPU with AMX or AVX512-BF16. Elsewhere torch emulates
-bfloat16 products: on an AVX2-only AMD EPYC (torch 2.13, one thread) the v4 step's matrix products took
-108 s in bfloat16 against 6.9 s in float32, so there `auto` means float32. `make bench` measures both.
+bfloat16 products: on an AVX2-only AMD EPYC (torch 2.13) one of the step's products ran at a seventh of
+its float32 rate (`matmul_gflops` in `results/bench.json`), so there `auto` means float32.
 
 `attn_implementation: auto` picks the attention kernel per device and precision from the table below,
-each entry measured by `make bench` (the v4 step, interleaved, median of 3): on the CPU in float32,
-PyTorch's SDPA kernel beat eager attention (7.9-8.6 s against 9.3 s for a v4 GRPO step, AMD EPYC, 1
-thread). Entries not measured on any machine of this project keep transformers' default, SDPA.
+each entry from `make bench`'s row of the kernel `auto` did not pick (`ours_constrained_other_attention`,
+the v4 step, interleaved, median of 3): on the CPU in float32, SDPA beat eager attention with one torch
+thread and tied with two (`results/bench_v4_1thread.json`, `results/bench.json`, an AMD EPYC). Entries
+not measured on any machine of this project keep transformers' default, SDPA.
 """
 
 from __future__ import annotations

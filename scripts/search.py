@@ -15,6 +15,7 @@ import yaml
 from pokerlib.tools.cli import Job, run_jobs
 from pokerlib.tools.params import read_params, resolve_config
 from pokerlib.tools.run_folder import RunError
+from pokerlib.tools.sweep import Interrupted, stop_on_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH = ROOT / "params" / "search.yaml"
@@ -50,7 +51,11 @@ if __name__ == "__main__":
     try:
         jobs = search_jobs(read_params(args.overrides) if args.overrides else None, args.only, args.spec)
         print(f"search: {len(jobs)} runs into {args.runs_dir}/{args.spec.stem}", flush=True)
-        errors = run_jobs(jobs, args.runs_dir, replace=True, n_jobs=args.jobs)
+        with stop_on_signals():  # SIGTERM or Ctrl-C: the runs in progress stop, no new one starts
+            errors = run_jobs(jobs, args.runs_dir, replace=True, n_jobs=args.jobs)
+    except Interrupted as stop:
+        print(f"stopped by {stop}: the runs in progress were stopped, and no new one was started", file=sys.stderr)
+        sys.exit(130)
     except (ValueError, TypeError, OSError, RunError, yaml.YAMLError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

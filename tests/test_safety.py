@@ -866,3 +866,32 @@ def test_a_run_that_fails_in_its_notebook_is_summed_up_in_two_lines(tmp_path, mo
     assert code == 1 and len(err.splitlines()) == 2 and "Traceback" not in err
     assert "failed in notebook cell [12]: ValueError: boom" in err
     assert str(tmp_path / "x" / "grpo_poker.ipynb") in err and (tmp_path / "x" / "grpo_poker.ipynb").is_file()
+
+
+def _search(runs: Path) -> subprocess.Popen:
+    command = [sys.executable, "scripts/search.py", "--only", "grpo", "maxrl", *SMOKE, "--jobs", "2",
+               "--runs-dir", str(runs)]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_stopped_search_stops_its_workers_too(tmp_path):
+    runs = tmp_path / "runs"
+    search = _search(runs)
+    deadline = time.time() + 300  # search runs are seed folders, one level deeper than _started_pids looks
+    while len(list(runs.glob("search/*/seed*/STARTED"))) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1)
+    workers = [json.loads(m.read_text())["pid"] for m in runs.glob("search/*/seed*/STARTED")]
+    search.send_signal(signal.SIGTERM)
+    out, err = search.communicate(timeout=120)
+    assert search.returncode == 130 and "Traceback" not in out + err, err  # before: killed, its workers orphaned
+    assert _gone(workers)
+
+
+def test_workers_end_when_their_driver_is_killed(tmp_path):
+    runs = tmp_path / "runs"
+    sweep = _sweep(runs)
+    workers = _started_pids(runs, 2)
+    sweep.kill()  # SIGKILL: no handler runs in the driver
+    sweep.communicate(timeout=60)
+    assert _gone(workers)  # the kernel tells each worker, which stops its run

@@ -7,6 +7,7 @@ it gets, so that the runs together do not oversubscribe the cores.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -64,6 +65,7 @@ def _worker(cfg: RunConfig, name: str, runs_dir: str, force: bool, replace: bool
     """One run in its own process. Its error, if any, goes back through `send`; SIGTERM (how the driver stops it)
     unwinds it like an exception, so its notebook kernel is shut down and its lock released."""
     _set_threads(threads)
+    _end_with_parent()
     os.setpgrp()  # a group of its own, which its notebook kernel joins: the driver can end both together
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops this run with SIGTERM
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -73,6 +75,16 @@ def _worker(cfg: RunConfig, name: str, runs_dir: str, force: bool, replace: bool
         send.send(str(err))
     except Exception as err:  # anything else fails this run alone, in one line
         send.send(f"run {name} failed: {type(err).__name__}: {err}")
+
+
+def _end_with_parent() -> None:
+    """On Linux, have the kernel send this worker SIGTERM when the driver dies, however it dies (even SIGKILL):
+    a worker never outlives its sweep."""
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _message(receive) -> str | None:
