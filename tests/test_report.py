@@ -270,8 +270,12 @@ def test_readme_numbers_come_from_the_committed_runs():
     figure = ROOT / "results" / "accuracy_curves.png"
     assert figure.stat().st_size > 10_000 and "results/accuracy_curves.png" in readme
     bench = json.loads((ROOT / "results" / "bench.json").read_text())
-    assert format_table(bench["rows"]) in readme
+    for shape in {r["shape"] for r in bench["rows"]}:  # one table per shape: the original's and v4's
+        assert format_table([r for r in bench["rows"] if r["shape"] == shape]) in readme
     assert format_floor(bench["memory_floor"]) in readme
+    one_thread = json.loads((ROOT / "results" / "bench_v4_1thread.json").read_text())
+    step = next(r for r in one_thread["rows"] if r["method"] == "ours_constrained")
+    assert f"| {one_thread['threads']} | " in readme and f"{step['seconds']:.2f} s" in readme
 
 
 def test_regeneration_time_counts_only_the_stretches_with_runs_going(tmp_path):

@@ -160,13 +160,34 @@ def run_benchmark(
     if shape == "v4":
         base = replace(base, logprob_space="constrained", batch_sampling="stratified")
     run = prepare(base, reference=True)  # the memory floor counts a reference, as v3's KL term holds one
-    policy, reference, tokenizer, space = run.policy, run.reference, run.tokenizer, run.space
     examples = _one_batch(run.train_examples, base)  # same prompts for every method
-    generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
+    optimizer = make_optimizer(run.policy, base)  # shared by every method
+    every = _step_methods(run, optimizer, examples, bf16)
+    methods = {name: every[name] for name in names}
+    for name, method in methods.items():  # warm-up: first calls build kernels and allocator pools
+        method() if name == "limit" else method(replace(base, num_generations=generations[0]))
+    floor = memory_floor(run.policy, run.reference, optimizer, libraries)
     times: dict[tuple[str, int], list[float]] = {}
     peaks: dict[tuple[str, int], int] = {}
-    optimizer = make_optimizer(policy, base)  # shared by every method
+    for rep in range(repeats):
+        for g in generations:
+            for name, method in methods.items():
+                with PeakRSS() as rss:
+                    start = time.perf_counter()
+                    method() if name == "limit" else method(replace(base, num_generations=g))
+                    elapsed = time.perf_counter() - start
+                times.setdefault((name, g), []).append(elapsed)
+                peaks[(name, g)] = max(peaks.get((name, g), 0), rss.peak)
+                print(f"  rep {rep + 1}/{repeats} G={g:3d} {name:26s} {elapsed:6.2f} s", flush=True)
+    return _rows(times, peaks, methods, generations, len(examples), bf16), floor
+
+
+def _step_methods(run, optimizer, examples: list, bf16: bool) -> dict:
+    """Every method the bench can time, each a step on `examples` with the shared optimizer (`limit` takes no
+    config; the others take the step's)."""
+    policy, reference, tokenizer, space = run.policy, run.reference, run.tokenizer, run.space
+    generator = torch.Generator().manual_seed(0)
     batch = encode_prompts(tokenizer, [e.prompt for e in examples])
 
     def ours(cfg: RunConfig) -> None:
@@ -178,16 +199,15 @@ def run_benchmark(
             ours(replace(cfg, logprob_space="constrained"))
 
     chosen = policy.config._attn_implementation
-    other = "eager" if chosen == "sdpa" else "sdpa"
 
     def other_attention(cfg: RunConfig) -> None:  # the attention kernel `attn_implementation: auto` did not pick
-        policy.set_attn_implementation(other)
+        policy.set_attn_implementation("eager" if chosen == "sdpa" else "sdpa")
         try:
             ours(replace(cfg, logprob_space="constrained"))
         finally:
             policy.set_attn_implementation(chosen)
 
-    every = {
+    return {
         "original": lambda cfg: original_step(policy, optimizer, tokenizer, space, examples, cfg),
         "ours": ours,  # full-vocabulary log-probabilities, as the original and v2/v3
         "ours_constrained": lambda cfg: ours(replace(cfg, logprob_space="constrained")),
@@ -196,23 +216,8 @@ def run_benchmark(
         "floor_sft": lambda cfg: sft_step(
             policy, optimizer, tokenizer, space, examples, replace(cfg, objective="sft"), generator
         ),  # one forward and backward over the prompts and an update: the least any learner does
-        "limit": matmul_limit(policy, optimizer, rows=prompt_rows(batch), head_rows=batch_size, bf16=bf16),
+        "limit": matmul_limit(policy, optimizer, rows=prompt_rows(batch), head_rows=len(examples), bf16=bf16),
     }
-    methods = {name: every[name] for name in names}
-    for name, method in methods.items():  # warm-up: first calls build kernels and allocator pools
-        method() if name == "limit" else method(replace(base, num_generations=generations[0]))
-    floor = memory_floor(policy, reference, optimizer, libraries)
-    for rep in range(repeats):
-        for g in generations:
-            for name, method in methods.items():
-                with PeakRSS() as rss:
-                    start = time.perf_counter()
-                    method() if name == "limit" else method(replace(base, num_generations=g))
-                    elapsed = time.perf_counter() - start
-                times.setdefault((name, g), []).append(elapsed)
-                peaks[(name, g)] = max(peaks.get((name, g), 0), rss.peak)
-                print(f"  rep {rep + 1}/{repeats} G={g:3d} {name:26s} {elapsed:6.2f} s", flush=True)
-    return _rows(times, peaks, methods, generations, batch_size, bf16), floor
 
 
 def _one_batch(examples: list, cfg: RunConfig) -> list:

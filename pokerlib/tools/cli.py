@@ -39,6 +39,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="run each run as a task on the Ray cluster at ADDRESS ('local' starts one here); needs the ray extra")
 
 
+def _add_bench_options(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument("--model", default="bundled")
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--out", help="also write the table as JSON here, e.g. results/bench.json")
+    bench.add_argument("--precision", nargs="+", choices=("float32", "bf16", "auto"), default=["float32"],
+                       help="float32 (default), bf16 (bfloat16 autocast for every method), both, or auto (float32, "
+                       "and bf16 where the CPU multiplies bfloat16 natively)")
+    bench.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
+    bench.add_argument("--shape", nargs="+", choices=("original", "v4"), default=["original"],
+                       help="original (B=4, G=4 and 16, against the original's step) and/or v4 (B=8, G=256)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pokerlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,16 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     run_all.add_argument("--variants", nargs="+", metavar="NAME",
                          help="params/<NAME>.yaml to run instead of the three originals, e.g. v4_maxrl v4_sft")
     _add_run_options(run_all)
-    bench = sub.add_parser("bench", help="time the original GRPO step against ours (bundled model)")
-    bench.add_argument("--model", default="bundled")
-    bench.add_argument("--repeats", type=int, default=3)
-    bench.add_argument("--out", help="also write the table as JSON here, e.g. results/bench.json")
-    bench.add_argument("--precision", nargs="+", choices=("float32", "bf16", "auto"), default=["float32"],
-                       help="float32 (default), bf16 (bfloat16 autocast for every method), both, or auto (float32, "
-                       "and bf16 where the CPU multiplies bfloat16 natively)")
-    bench.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
-    bench.add_argument("--shape", nargs="+", choices=("original", "v4"), default=["original"],
-                       help="original (B=4, G=4 and 16, against the original's step) and/or v4 (B=8, G=256)")
+    _add_bench_options(sub.add_parser("bench", help="time the original GRPO step against ours (bundled model)"))
     trl = sub.add_parser("bench-trl", help="time TRL's GRPOTrainer on the benchmark's model, prompts and reward")
     trl.add_argument("--model", default="bundled")
     trl.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
