@@ -216,9 +216,10 @@ def test_killed_run_leaves_no_marker_and_is_rerun(tmp_path):
 
 
 def test_failed_run_exits_nonzero_and_keeps_notebook(tmp_path):
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("")
-    env = {**os.environ, "POKERLIB_CACHE": str(blocker)}  # the tokenizer cache cannot be written
+    damaged = tmp_path / "damaged-model"  # looks like a saved model to the checks before the run, fails to load in it
+    damaged.mkdir()
+    (damaged / "config.json").write_text('{"model_type": "llama"}')
+    (damaged / "model.safetensors").write_bytes(b"not safetensors")
     proc = subprocess.run(
         [
             sys.executable,
@@ -227,11 +228,12 @@ def test_failed_run_exits_nonzero_and_keeps_notebook(tmp_path):
             "run",
             "params/v2_balanced.yaml",
             *SMOKE,
+            "--set",
+            f"model={damaged}",
             "--runs-dir",
             str(tmp_path / "runs"),
         ],
         cwd=ROOT,
-        env=env,
         capture_output=True,
         text=True,
     )

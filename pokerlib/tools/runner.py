@@ -130,7 +130,7 @@ def advice(err: OSError) -> str:
         return "the run name is too long for this file system: choose a shorter one"
     if err.errno == errno.ENOSPC:
         return "the disk is full: free some space, or choose a --runs-dir on another disk"
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOENT):
         return "choose a writable --runs-dir"
     return "check the runs folder and its disk"
 
