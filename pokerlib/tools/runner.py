@@ -109,19 +109,28 @@ def run_variant(
     from ..model import check_source
 
     check_source(cfg.model)
-    check_run_name(name)
     runs_dir = Path(runs_dir)
     run_dir = runs_dir / name
     with contextlib.ExitStack() as stack:
-        try:
-            run_dir.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(hold_run(runs_dir, name))
-        except OSError as err:  # a read-only or full disk, a name too long: one line, not a traceback
-            raise RunError(f"cannot write to {run_dir.parent} ({err.strerror}): {advice(err)}") from None
+        stack.enter_context(held_run(runs_dir, name))
         try:
             return _run_locked(cfg, name, run_dir, force, log, replace)
         except OSError as err:
             raise RunError(f"run {name} failed on {err.filename or run_dir}: {err.strerror}") from err
+
+
+@contextlib.contextmanager
+def held_run(runs_dir: Path, name: str):
+    """`hold_run` for a checked name, its parent folder made first; a file-system error in one line, by cause
+    (every path that writes a run, local or the Ray driver, takes its run this way)."""
+    check_run_name(name)
+    with contextlib.ExitStack() as stack:
+        try:
+            (runs_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            run_dir = stack.enter_context(hold_run(runs_dir, name))
+        except OSError as err:  # a read-only or full disk, a name too long: one line, not a traceback
+            raise RunError(f"cannot write to {(runs_dir / name).parent} ({err.strerror}): {advice(err)}") from None
+        yield run_dir
 
 
 def advice(err: OSError) -> str:

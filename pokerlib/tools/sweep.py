@@ -22,8 +22,6 @@ from ..config import RunConfig
 from ..run import MARKER
 from .run_folder import (
     RunError,
-    check_run_name,
-    hold_run,
     read_marker,
     recover,
     refuse_added_files,
@@ -32,7 +30,7 @@ from .run_folder import (
     swap_in,
     write_atomic,
 )
-from .runner import code_version, needs_run, run_variant
+from .runner import code_version, held_run, needs_run, run_variant
 
 Job = tuple[RunConfig, str]  # a resolved configuration and its run name
 RAY_INSTALL = "pip install -c requirements.txt -e '.[ray]'"
@@ -241,13 +239,7 @@ def _held(jobs: list[Job], runs_dir: Path):
     run), recovered from an interrupted swap, for the whole sweep: nothing else writes them meanwhile."""
     with contextlib.ExitStack() as stack:
         for _, name in jobs:
-            check_run_name(name)
-            try:
-                (runs_dir / name).parent.mkdir(parents=True, exist_ok=True)
-                stack.enter_context(hold_run(runs_dir, name))
-            except OSError as err:
-                raise RunError(f"cannot write to {(runs_dir / name).parent} ({err.strerror}): choose a writable "
-                               "--runs-dir") from None
+            stack.enter_context(held_run(runs_dir, name))
             recover(runs_dir / name)
         yield
 
